@@ -1,0 +1,355 @@
+"""Model intake: untrusted ``.pt2`` files, ExportedPrograms, and nn.Modules with example inputs.
+
+A submitted ``.pt2`` is untrusted. ``torch.export.load`` (torch 2.13) unpickles some archive
+members (e.g. ``data/sample_inputs/*.pt``) and runs a crafted pickle's code before it reports the
+file as corrupt. So every member is inspected first: pickles whose globals are not plain tensor
+reconstruction are refused unopened, and sample inputs (never needed here) are dropped before the
+archive reaches any torch loader.
+"""
+
+from __future__ import annotations
+
+import io
+import pickletools
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compiler.errors import InputMismatchError, InvalidModelError, SpecError, UnsafeModelError
+from compiler.spec import CompileSpec, InputSpec
+
+DEFAULT_MAX_BYTES = 2 * 1024**3
+
+# Globals a tensor-only pickle may reference (what torch.save writes for tensors and containers).
+_SAFE_GLOBALS = frozenset(
+    {
+        "collections.OrderedDict",
+        "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_tensor_v3",
+        "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state",
+        "torch.Size",
+        "torch.device",
+        "torch.storage.UntypedStorage",
+        "torch._tensor._rebuild_from_type_v2",
+        "builtins.set",
+        "builtins.frozenset",
+        "builtins.slice",
+        "builtins.complex",
+    }
+    | {
+        f"torch.{name}"
+        for name in (
+            "FloatStorage DoubleStorage HalfStorage BFloat16Storage LongStorage IntStorage "
+            "ShortStorage CharStorage ByteStorage BoolStorage float32 float16 bfloat16 float64 "
+            "int64 int32 int16 int8 uint8 bool"
+        ).split()
+    }
+)
+_DROPPED_PREFIXES = ("data/sample_inputs/",)
+
+
+# ---------------------------------------------------------------------- untrusted files
+def load_program(source: str | Path | bytes, max_bytes: int | None = None) -> torch.export.ExportedProgram:
+    """Load an ExportedProgram from an untrusted ``.pt2`` path or bytes, safely."""
+    data = _read_limited(source, max_bytes or DEFAULT_MAX_BYTES)
+    cleaned, _ = sanitize_archive(data)
+    try:
+        program = torch.export.load(io.BytesIO(cleaned))
+    except Exception as exc:  # torch raises many types for a malformed archive
+        raise InvalidModelError(
+            f"{_describe(source)} is not a torch.export program torch can read: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
+    if not isinstance(program, torch.export.ExportedProgram):
+        raise InvalidModelError(f"{_describe(source)} does not hold an ExportedProgram")
+    return program
+
+
+def sanitize_archive(data: bytes, extra_files: Sequence[str] = ()) -> tuple[bytes, dict[str, bytes]]:
+    """Check every member of a ``.pt2`` zip; return the archive without sample inputs, and the
+    contents of the named ``extra/`` members. Raises UnsafeModelError on a dangerous pickle."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except zipfile.BadZipFile:
+        raise InvalidModelError("not a .pt2 archive (a zip file written by torch.export.save)") from None
+    out = io.BytesIO()
+    extras: dict[str, bytes] = {}
+    has_model = False
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as clean:
+        for info in infos:
+            if info.is_dir():
+                continue
+            member = archive.read(info)
+            inner = info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
+            _check_member(info.filename, member)
+            if inner.startswith("models/") and inner.endswith(".json"):
+                has_model = True
+            if inner.startswith(_DROPPED_PREFIXES):
+                continue
+            for name in extra_files:
+                if inner == f"extra/{name}":
+                    extras[name] = member
+            clean.writestr(info, member)
+    if not has_model:
+        raise InvalidModelError("the archive has no torch.export model (models/*.json is missing)")
+    return out.getvalue(), extras
+
+
+def _check_member(name: str, member: bytes, depth: int = 0) -> None:
+    if member[:4] == b"PK\x03\x04":
+        if depth > 2:
+            raise UnsafeModelError(f"{name}: nested archives are too deep")
+        try:
+            nested = zipfile.ZipFile(io.BytesIO(member))
+            for info in nested.infolist():
+                _check_member(f"{name}:{info.filename}", nested.read(info), depth + 1)
+        except zipfile.BadZipFile:
+            raise InvalidModelError(f"{name}: damaged nested archive") from None
+        return
+    if name.endswith(".pkl") or member[:1] == b"\x80":
+        for reference in _pickle_globals(name, member):
+            if reference not in _SAFE_GLOBALS:
+                raise UnsafeModelError(
+                    f"{name} is a pickle that references {reference}; loading it could run "
+                    "arbitrary code, so the file is refused. Re-export the model with "
+                    "torch.export.save from a trusted environment."
+                )
+
+
+def _pickle_globals(name: str, data: bytes) -> Iterator[str]:
+    strings: list[str] = []
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(arg))
+            elif opcode.name in ("GLOBAL", "INST"):
+                yield str(arg).replace(" ", ".")
+            elif opcode.name == "STACK_GLOBAL":
+                if len(strings) < 2:
+                    yield "<computed global>"
+                else:
+                    yield f"{strings[-2]}.{strings[-1]}"
+            elif opcode.name == "OBJ":
+                yield "<OBJ opcode>"
+    except Exception:
+        raise UnsafeModelError(f"{name}: unreadable pickle stream; the file is refused") from None
+
+
+def _read_limited(source: str | Path | bytes, max_bytes: int) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise InvalidModelError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise InvalidModelError(f"{path}: cannot read ({exc.strerror})") from None
+        if size > max_bytes:
+            raise InvalidModelError(f"{path} is {size} bytes, over the limit of {max_bytes} bytes")
+        data = path.read_bytes()
+    if len(data) > max_bytes:
+        raise InvalidModelError(f"model is {len(data)} bytes, over the limit of {max_bytes} bytes")
+    return data
+
+
+def _describe(source: str | Path | bytes) -> str:
+    return "the data" if isinstance(source, (bytes, bytearray)) else str(source)
+
+
+# ---------------------------------------------------------------------- input signature
+@dataclass(frozen=True)
+class DimRange:
+    min: int
+    max: int | None  # None: unbounded
+
+    @property
+    def static(self) -> bool:
+        return self.min == self.max
+
+    def __str__(self) -> str:
+        return str(self.min) if self.static else f"{self.min}..{self.max if self.max is not None else 'inf'}"
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    name: str
+    dtype: torch.dtype
+    dims: tuple[DimRange, ...]
+    opt: tuple[int, ...] = field(default=())
+
+    def check(self, tensor: Any) -> None:
+        if not isinstance(tensor, torch.Tensor):
+            raise InputMismatchError(f"input {self.name!r} must be a tensor, got {type(tensor).__name__}")
+        if tensor.dim() != len(self.dims):
+            raise InputMismatchError(
+                f"input {self.name!r} has {tensor.dim()} dimensions; the compiled program expects "
+                f"{len(self.dims)} ({self.shape_text()})"
+            )
+        for axis, (size, rng) in enumerate(zip(tensor.shape, self.dims, strict=True)):
+            if size < rng.min or (rng.max is not None and size > rng.max):
+                raise InputMismatchError(
+                    f"input {self.name!r} dimension {axis} is {size}, outside the compiled range "
+                    f"{rng} ({self.shape_text()})"
+                )
+        if tensor.dtype != self.dtype:
+            raise InputMismatchError(
+                f"input {self.name!r} has dtype {tensor.dtype}; the compiled program expects {self.dtype}"
+            )
+
+    def shape_text(self) -> str:
+        return "[" + ", ".join(str(d) for d in self.dims) + "]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "min": [d.min for d in self.dims],
+            "max": [d.max for d in self.dims],
+            "opt": list(self.opt),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputInfo:
+        dims = tuple(DimRange(lo, hi) for lo, hi in zip(data["min"], data["max"], strict=True))
+        return cls(data["name"], getattr(torch, data["dtype"]), dims, tuple(data["opt"]))
+
+
+def input_signature(program: torch.export.ExportedProgram, spec: CompileSpec) -> list[InputInfo]:
+    """The user inputs of ``program`` with each dimension's range, narrowed by the spec."""
+    names = user_input_names(program)
+    unknown = [i.name for i in spec.inputs if i.name not in names]
+    if unknown:
+        raise InputMismatchError(
+            f"the spec names input(s) {', '.join(unknown)} that the model does not have; "
+            f"its inputs are: {', '.join(names) or '(none)'}"
+        )
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    infos = []
+    for name in names:
+        fake = placeholders[name].meta.get("val")
+        if not isinstance(fake, torch.Tensor):
+            raise InvalidModelError(f"input {name!r} is not a tensor; only tensor inputs are supported")
+        dims = []
+        for size in fake.shape:
+            if isinstance(size, int):
+                dims.append(DimRange(size, size))
+            else:
+                vr = program.range_constraints.get(size.node.expr)
+                lower = int(vr.lower) if vr is not None else 0
+                upper = vr.upper if vr is not None else None
+                dims.append(DimRange(lower, None if upper is None or not upper.is_finite else int(upper)))
+        spec_input = spec.input_named(name)
+        if spec_input is not None:
+            dims = _narrow(name, dims, spec_input, fake.dtype)
+        opt = tuple(_opt_size(d, spec_input, axis) for axis, d in enumerate(dims))
+        infos.append(InputInfo(name, fake.dtype, tuple(dims), opt))
+    return infos
+
+
+def _narrow(name: str, dims: list[DimRange], spec: InputSpec, dtype: torch.dtype) -> list[DimRange]:
+    if spec.dtype is not None and getattr(torch, spec.dtype) != dtype:
+        raise InputMismatchError(f"inputs.{name}: the spec says dtype {spec.dtype}, the model takes {dtype}")
+    lo = spec.shape if spec.shape is not None else spec.min
+    hi = spec.shape if spec.shape is not None else spec.max
+    if lo is None or hi is None:
+        return dims
+    if len(lo) != len(dims):
+        raise InputMismatchError(f"inputs.{name}: the spec gives {len(lo)} dimensions, the model has {len(dims)}")
+    narrowed = []
+    for axis, (rng, a, b) in enumerate(zip(dims, lo, hi, strict=True)):
+        if a < rng.min or (rng.max is not None and b > rng.max):
+            raise InputMismatchError(
+                f"inputs.{name}: dimension {axis} range {a}..{b} is outside what the program "
+                f"was exported for ({rng}); export it with a wider torch.export.Dim"
+            )
+        narrowed.append(DimRange(a, b))
+    return narrowed
+
+
+def _opt_size(rng: DimRange, spec: InputSpec | None, axis: int) -> int:
+    if spec is not None and spec.opt is not None:
+        return spec.opt[axis]
+    if rng.static:
+        return rng.min
+    upper = rng.max if rng.max is not None else max(rng.min, 1) * 4
+    return max(rng.min, min(upper, (rng.min + upper) // 2))
+
+
+def user_input_names(program: torch.export.ExportedProgram) -> list[str]:
+    return list(program.graph_signature.user_inputs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- nn.Module intake
+def export_module(
+    module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], spec: CompileSpec
+) -> torch.export.ExportedProgram:
+    """torch.export a module; spec inputs with min/max become ``torch.export.Dim``s."""
+    import inspect
+
+    module = module.eval()
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(module.forward).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    names = params[: len(example_inputs)] or [f"arg{i}" for i in range(len(example_inputs))]
+    unknown = [i.name for i in spec.inputs if i.name not in names]
+    if unknown:
+        raise InputMismatchError(
+            f"the spec names input(s) {', '.join(unknown)} that forward() does not take; "
+            f"its inputs are: {', '.join(names)}"
+        )
+    dynamic_shapes: list[dict[int, Any] | None] = []
+    shared: dict[tuple[int, int], Any] = {}
+    for name, tensor in zip(names, example_inputs, strict=True):
+        spec_input = spec.input_named(name)
+        if spec_input is None or not spec_input.is_dynamic:
+            dynamic_shapes.append(None)
+            continue
+        assert spec_input.min is not None and spec_input.max is not None
+        if len(spec_input.min) != tensor.dim():
+            raise SpecError(f"inputs.{name}: {len(spec_input.min)} dimensions given, the example has {tensor.dim()}")
+        dims: dict[int, Any] = {}
+        for axis, (lo, hi) in enumerate(zip(spec_input.min, spec_input.max, strict=True)):
+            if lo == hi:
+                continue
+            # dims with the same range on the same axis share a Dim (batch across inputs)
+            key = (lo, hi, axis)
+            dim = shared.get(key[:2] + (axis,))  # type: ignore[index]
+            if dim is None:
+                dim = torch.export.Dim(f"{name}_{axis}", min=lo, max=hi)
+                shared[(lo, hi, axis)] = dim  # type: ignore[index]
+            dims[axis] = dim
+        dynamic_shapes.append(dims)
+    kwargs: dict[str, Any] = {}
+    if any(d is not None for d in dynamic_shapes):
+        kwargs["dynamic_shapes"] = tuple(dynamic_shapes)
+    return torch.export.export(module, tuple(example_inputs), **kwargs)
+
+
+def example_inputs_from_spec(spec: CompileSpec) -> list[torch.Tensor] | None:
+    """Example inputs from static shapes or opt shapes in the spec, when every input has one."""
+    tensors = []
+    for item in spec.inputs:
+        shape = item.opt_shape
+        if shape is None:
+            return None
+        dtype = getattr(torch, item.dtype or "float32")
+        if dtype.is_floating_point:
+            tensors.append(torch.randn(shape, dtype=dtype))
+        elif dtype == torch.bool:
+            tensors.append(torch.rand(shape) > 0.5)
+        else:
+            tensors.append(torch.randint(0, 8, shape, dtype=dtype))
+    return tensors or None

@@ -1,0 +1,113 @@
+"""The Celery application: all of its configuration is the one ``conf.update`` in :func:`make_app`.
+
+Delivery guarantees the farm relies on:
+
+* ``acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged only after the task
+  finished, so a worker killed mid-compile (OOM, power loss on a Jetson) gives the job back to
+  the queue instead of losing it. Tasks are idempotent (they reload the job row) for that reason.
+* ``worker_prefetch_multiplier=1``: a compile takes minutes; a worker must not hoard jobs that an
+  idle worker could start.
+* The broker's visibility timeout is above the hard time limit, or Redis would hand a job that
+  is still compiling to a second worker.
+* JSON only: a message is a job id, never a pickle.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from orchestrator.routing import base_queues
+from orchestrator.settings import Settings, get_settings
+
+COMPILE_TASK = "orchestrate.compile"
+
+#: Seconds to wait for a broker or result backend before reporting it unreachable.
+CONNECT_TIMEOUT = 3.0
+
+# Redelivery waits this long past the hard time limit, so the limit (not the broker) ends a stuck
+# compile and the message only returns to the queue when its worker is really gone.
+_VISIBILITY_MARGIN = 600.0
+
+
+class FarmCelery(Celery):
+    """A Celery app that knows the farm settings it was built from (tasks read them back)."""
+
+    settings: Settings
+
+
+def _broker_transport_options(settings: Settings) -> dict[str, Any]:
+    scheme = settings.broker_url.split("://", 1)[0].lower()
+    if scheme.startswith(("redis", "rediss", "sentinel")):
+        return {
+            "visibility_timeout": int(settings.hard_time_limit + _VISIBILITY_MARGIN),
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "socket_timeout": 30.0,
+            "max_retries": 1,
+        }
+    if scheme.startswith(("sqs",)):
+        return {"visibility_timeout": int(settings.hard_time_limit + _VISIBILITY_MARGIN)}
+    if scheme.startswith(("sqla", "sqlalchemy")):
+        # kombu hands these to create_engine. SQLite's default 5 s lock wait is too short when a
+        # worker polls the same file that several submitters write to.
+        if "sqlite" in scheme or settings.broker_url.split("+", 1)[-1].startswith("sqlite"):
+            return {"connect_args": {"timeout": 30}}
+        return {"pool_pre_ping": True}
+    return {}
+
+
+def make_app(settings: Settings | None = None, *, eager: bool = False) -> FarmCelery:
+    """Build the farm's Celery app. ``eager`` runs tasks in the caller (tests, single process)."""
+    settings = settings or get_settings()
+    if settings.is_sqlite or settings.broker_url.startswith("sqla+sqlite"):
+        settings.ensure_home()
+    app = FarmCelery("orchestrate", set_as_current=False)
+    app.settings = settings
+    app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        broker_transport_options=_broker_transport_options(settings),
+        broker_connection_timeout=CONNECT_TIMEOUT,
+        broker_connection_retry_on_startup=True,
+        # A submit against an unreachable broker must fail in seconds, not retry for minutes.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        redis_socket_connect_timeout=CONNECT_TIMEOUT,
+        redis_socket_timeout=30.0,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        event_serializer="json",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.soft_time_limit,
+        task_time_limit=settings.hard_time_limit,
+        task_queues=[Queue(name, routing_key=name) for name in base_queues()],
+        # Device-class queues (compile.x86_64.sm90, ...) are open-ended, so they are created on
+        # first use rather than listed here.
+        task_create_missing_queues=True,
+        task_default_queue=base_queues()[0],
+        task_always_eager=eager,
+        task_eager_propagates=eager,
+        task_store_eager_result=eager,
+        result_extended=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        include=["workers.tasks"],
+    )
+    return app
+
+
+@functools.lru_cache(maxsize=1)
+def get_app() -> FarmCelery:
+    """The process-wide app for the current settings. Tests call ``get_app.cache_clear()``."""
+    return make_app(get_settings())
