@@ -2,9 +2,8 @@
 
 A submitted ``.pt2`` is untrusted. ``torch.export.load`` (torch 2.13) unpickles some archive
 members (e.g. ``data/sample_inputs/*.pt``) and runs a crafted pickle's code before it reports the
-file as corrupt. So every member is inspected first: pickles whose globals are not plain tensor
-reconstruction are refused unopened, and sample inputs (never needed here) are dropped before the
-archive reaches any torch loader.
+file as corrupt. So every member is inspected first: a pickle whose globals are not plain tensor reconstruction
+is refused before the archive reaches any torch loader.
 """
 
 from __future__ import annotations
@@ -50,7 +49,6 @@ _SAFE_GLOBALS = frozenset(
         ).split()
     }
 )
-_DROPPED_PREFIXES = ("data/sample_inputs/",)
 
 
 # ---------------------------------------------------------------------- untrusted files
@@ -70,38 +68,43 @@ def load_program(source: str | Path | bytes, max_bytes: int | None = None) -> to
     return program
 
 
-def sanitize_archive(data: bytes, extra_files: Sequence[str] = ()) -> tuple[bytes, dict[str, bytes]]:
-    """Check every member of a ``.pt2`` zip; return the archive without sample inputs, and the
-    contents of the named ``extra/`` members. Raises UnsafeModelError on a dangerous pickle."""
+def sanitize_archive(data: bytes, keep_prefix: str | None = None) -> tuple[bytes, dict[str, bytes]]:
+    """Check every member of a ``.pt2`` zip. Return the archive without sample inputs and
+    without the members under ``keep_prefix`` (given back separately, by their inner path).
+    Raises UnsafeModelError on a pickle that could run code."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
     except zipfile.BadZipFile:
         raise InvalidModelError("not a .pt2 archive (a zip file written by torch.export.save)") from None
     out = io.BytesIO()
-    extras: dict[str, bytes] = {}
+    kept: dict[str, bytes] = {}
     has_model = False
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as clean:
         for info in infos:
             if info.is_dir():
                 continue
-            member = archive.read(info)
             inner = info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
+            member = archive.read(info)
+            if keep_prefix is not None and inner.startswith(keep_prefix):
+                kept[inner] = member  # our own data: never given to a torch loader
+                continue
             _check_member(info.filename, member)
             if inner.startswith("models/") and inner.endswith(".json"):
                 has_model = True
-            if inner.startswith(_DROPPED_PREFIXES):
-                continue
-            for name in extra_files:
-                if inner == f"extra/{name}":
-                    extras[name] = member
             clean.writestr(info, member)
     if not has_model:
         raise InvalidModelError("the archive has no torch.export model (models/*.json is missing)")
-    return out.getvalue(), extras
+    return out.getvalue(), kept
+
+
+_PICKLE_SUFFIXES = (".pkl", ".pickle")
+_TORCH_SAVE_SUFFIXES = (".pt", ".pth")
 
 
 def _check_member(name: str, member: bytes, depth: int = 0) -> None:
+    """Refuse a member that a torch loader would unpickle unless its pickle only rebuilds
+    tensors. Raw weight blobs and JSON are never unpickled and are left alone."""
     if member[:4] == b"PK\x03\x04":
         if depth > 2:
             raise UnsafeModelError(f"{name}: nested archives are too deep")
@@ -112,7 +115,14 @@ def _check_member(name: str, member: bytes, depth: int = 0) -> None:
         except zipfile.BadZipFile:
             raise InvalidModelError(f"{name}: damaged nested archive") from None
         return
-    if name.endswith(".pkl") or member[:1] == b"\x80":
+    if name.endswith(_TORCH_SAVE_SUFFIXES):
+        # torch.export writes these as zip archives; the legacy format chains several pickles
+        # and cannot be checked reliably, so it is refused.
+        raise UnsafeModelError(
+            f"{name} is in the legacy torch.save format, which runs pickled code when loaded; "
+            "re-export the model with torch.export.save from a trusted environment"
+        )
+    if name.endswith(_PICKLE_SUFFIXES):
         for reference in _pickle_globals(name, member):
             if reference not in _SAFE_GLOBALS:
                 raise UnsafeModelError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,15 +37,24 @@ class ConvertedGraph:
     input_nodes: list[fx.Node] = field(default_factory=list)
 
 
-def convert_graph(gm: fx.GraphModule, name: str = "engine") -> ConvertedGraph:
+def convert_graph(
+    gm: fx.GraphModule, name: str = "engine", constants: Mapping[str, torch.Tensor] | None = None
+) -> ConvertedGraph:
     """Convert every node of ``gm`` with the registered converters.
 
-    Tensor placeholders become ONNX inputs, ``get_attr`` tensors become initializers, and
-    integer placeholders are rebuilt from the input shapes (see ``evaluators``).
+    Tensor placeholders become ONNX inputs, except those named in ``constants`` (weights the
+    caller passes in), which become initializers like ``get_attr`` tensors do. Integer
+    placeholders are rebuilt from the input shapes (see ``evaluators``).
     """
     ctx = ConversionContext(name)
+    constants = constants or {}
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    input_nodes = [n for n in placeholders if isinstance(fake_of(n), torch.Tensor)]
+    for node in placeholders:
+        if node.name in constants:
+            ctx.env[node] = ctx.const(constants[node.name], name=node.name)
+    input_nodes = [
+        n for n in placeholders if isinstance(fake_of(n), torch.Tensor) and n.name not in constants
+    ]
     for node in input_nodes:
         fake = fake_of(node)
         value = ir.Value(

@@ -1,0 +1,321 @@
+"""``compiler.compile``: frontend → lowering → partitioning → conversion → build → runtime."""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import onnx_ir as ir
+import torch
+from torch import fx
+from torch.utils import _pytree as pytree
+
+from compiler.backends import Backend, EngineMeta, TensorMeta, get_backend
+from compiler.conversion import REGISTRY, ConversionError, convert_graph
+from compiler.conversion.context import fake_of
+from compiler.errors import BackendError, CompilerError, InputMismatchError
+from compiler.frontend import (
+    InputInfo,
+    example_inputs_from_spec,
+    export_module,
+    input_signature,
+    load_program,
+)
+from compiler.lowering import LoweringSettings, lower
+from compiler.partitioning import PartitionPlan, RegistryOperatorSupport, partition
+from compiler.report import CompileReport
+from compiler.runtime.engine_op import EXECUTE_ENGINE, register_engine
+from compiler.runtime.module import CompiledModule
+from compiler.runtime.shapes import ShapeExpressionError, dim_to_expr, eval_expr, expr_text
+from compiler.spec import CompileSpec
+
+ModelLike = torch.export.ExportedProgram | torch.nn.Module | str | Path
+Progress = Callable[[str], None]
+PHASES = ("frontend", "lowering", "partitioning", "conversion", "build", "runtime")
+
+
+class ConversionFailedError(CompilerError):
+    kind = "conversion_failed"
+
+
+class _Phases:
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.progress is not None and name not in self.timings:
+            self.progress(name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def compile(
+    model: ModelLike,
+    spec: CompileSpec | None = None,
+    example_inputs: Sequence[torch.Tensor] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> CompiledModule:
+    """Compile ``model`` for ``spec``. Unconvertible parts run in PyTorch unless the spec sets
+    ``partitioning.require_full_compilation``."""
+    spec = spec or CompileSpec()
+    phase = _Phases(progress)
+    with phase("frontend"):
+        backend = get_backend(spec.backend)
+        program = _intake(model, spec, example_inputs)
+        signature = input_signature(program, spec)
+    with phase("lowering"):
+        _, gm, pass_timings = lower(program, LoweringSettings(spec))
+    with phase("partitioning"):
+        plan = _partition(gm, spec, backend)
+    report = _report(spec, backend, plan, signature, pass_timings)
+    engines: dict[str, tuple[EngineMeta, bytes]] = {}
+    ranges = _symbol_ranges(plan.graph_module, signature)
+    for name in plan.engine_modules:
+        try:
+            meta, engine = _build_partition(plan.graph_module, name, spec, backend, ranges, phase)
+        except (ConversionError, BackendError, ShapeExpressionError) as exc:
+            if spec.partitioning.require_full_compilation:
+                raise ConversionFailedError(f"partition {name} could not be built: {exc}") from exc
+            _mark_fallback(report, name, f"conversion failed: {exc}")
+            continue
+        engines[meta.engine_id] = (meta, engine)
+    with phase("runtime"):
+        program_graph = plan.graph_module
+        _drop_unused_attributes(program_graph)
+        program_graph.recompile()
+        report.timings = dict(phase.timings)
+        compiled = CompiledModule(program_graph, signature, spec, engines, report)
+    report.timings = dict(phase.timings)
+    return compiled
+
+
+def plan(
+    model: ModelLike, spec: CompileSpec | None = None, example_inputs: Sequence[torch.Tensor] | None = None
+) -> CompileReport:
+    """The dry run: frontend, lowering and partitioning only; nothing is converted or built."""
+    spec = spec or CompileSpec()
+    phase = _Phases(None)
+    with phase("frontend"):
+        backend = get_backend(spec.backend, require_available=False)
+        program = _intake(model, spec, example_inputs)
+        signature = input_signature(program, spec)
+    with phase("lowering"):
+        _, gm, pass_timings = lower(program, LoweringSettings(spec))
+    with phase("partitioning"):
+        partition_plan = _partition(gm, spec, backend)
+    report = _report(spec, backend, partition_plan, signature, pass_timings)
+    report.timings = dict(phase.timings)
+    return report
+
+
+# ---------------------------------------------------------------------- phases
+def _intake(model: ModelLike, spec: CompileSpec, example_inputs: Sequence[torch.Tensor] | None) -> torch.export.ExportedProgram:
+    if isinstance(model, torch.export.ExportedProgram):
+        return model
+    if isinstance(model, (str, Path)):
+        return load_program(model)
+    if isinstance(model, torch.nn.Module):
+        inputs = list(example_inputs) if example_inputs is not None else example_inputs_from_spec(spec)
+        if inputs is None:
+            raise InputMismatchError(
+                "an nn.Module needs example inputs: pass example_inputs=, or give every input a "
+                "shape (or min/opt/max) and dtype in the spec"
+            )
+        return export_module(model, inputs, spec)
+    raise InputMismatchError(f"cannot compile a {type(model).__name__}; pass an ExportedProgram, a .pt2 path or an nn.Module")
+
+
+def _partition(gm: fx.GraphModule, spec: CompileSpec, backend: Backend) -> PartitionPlan:
+    support = RegistryOperatorSupport(
+        REGISTRY,
+        backend.supported_onnx_ops(spec) if backend.available() else None,
+        backend.name,
+        spec.partitioning.torch_executed_ops,
+    )
+    return partition(gm, support, spec.partitioning)
+
+
+def _report(
+    spec: CompileSpec,
+    backend: Backend,
+    plan: PartitionPlan,
+    signature: Sequence[InputInfo],
+    pass_timings: dict[str, float],
+) -> CompileReport:
+    return CompileReport(
+        backend=backend.name,
+        backend_version=backend.version() or "unavailable",
+        precision=spec.precision,
+        device=spec.device,
+        partitions=[p.to_dict() for p in plan.partitions],
+        fallback_ops=dict(plan.fallback_ops),
+        fallback_reasons=dict(plan.fallback_reasons),
+        pass_timings=pass_timings,
+        inputs=[i.to_dict() for i in signature],
+    )
+
+
+def _mark_fallback(report: CompileReport, name: str, reason: str) -> None:
+    for part in report.partitions:
+        if part["name"] == name:
+            part["accelerated"] = False
+            part["reason"] = reason
+            for op, count in part["ops"].items():
+                report.fallback_ops[op] = report.fallback_ops.get(op, 0) + count
+                report.fallback_reasons.setdefault(op, reason)
+
+
+def _symbol_ranges(gm: fx.GraphModule, signature: Sequence[InputInfo]) -> dict[str, tuple[int, int, int]]:
+    """symbol -> (min, opt, max) from the user inputs whose dimensions are plain symbols."""
+    ranges: dict[str, tuple[int, int, int]] = {}
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for node, info in zip(placeholders, signature, strict=False):
+        fake = fake_of(node)
+        if not isinstance(fake, torch.Tensor):
+            continue
+        for size, rng, opt in zip(fake.shape, info.dims, info.opt, strict=False):
+            if isinstance(size, torch.SymInt) and size.node.expr.is_Symbol:
+                upper = rng.max if rng.max is not None else max(opt, rng.min)
+                ranges.setdefault(str(size.node.expr), (rng.min, opt, upper))
+    return ranges
+
+
+def _tensor_meta(name: str, fake: torch.Tensor, ranges: dict[str, tuple[int, int, int]]) -> TensorMeta:
+    exprs = [dim_to_expr(d) for d in fake.shape]
+    concrete = []
+    for which in range(3):
+        env = {sym: r[which] for sym, r in ranges.items()}
+        try:
+            concrete.append(tuple(int(eval_expr(e, env)) for e in exprs))
+        except KeyError:
+            concrete.append(())
+    return TensorMeta(
+        name=name,
+        dtype=str(fake.dtype).removeprefix("torch."),
+        shape=tuple(expr_text(e) for e in exprs),
+        min=concrete[0],
+        opt=concrete[1],
+        max=concrete[2],
+    )
+
+
+def _build_partition(
+    parent: fx.GraphModule,
+    name: str,
+    spec: CompileSpec,
+    backend: Backend,
+    ranges: dict[str, tuple[int, int, int]],
+    phase: _Phases,
+) -> tuple[EngineMeta, bytes]:
+    submodule = parent.get_submodule(name)
+    assert isinstance(submodule, fx.GraphModule)
+    call = next(n for n in parent.graph.nodes if n.op == "call_module" and n.target == name)
+    placeholders = [n for n in submodule.graph.nodes if n.op == "placeholder"]
+    constants = {}
+    for placeholder, arg in zip(placeholders, call.args, strict=True):
+        if isinstance(arg, fx.Node) and arg.op == "get_attr":
+            constants[placeholder.name] = _fetch_attr(parent, str(arg.target))
+    with phase("conversion"):
+        converted = convert_graph(submodule, name, constants)
+        onnx_bytes = ir.to_proto(converted.model).SerializeToString()
+        output_node = next(n for n in submodule.graph.nodes if n.op == "output")
+        returns_tuple = isinstance(output_node.args[0], (tuple, list))
+        out_nodes = list(output_node.args[0]) if returns_tuple else [output_node.args[0]]
+        inputs = tuple(
+            _tensor_meta(n, fake_of(node), ranges)
+            for n, node in zip(converted.input_names, converted.input_nodes, strict=True)
+        )
+        outputs = tuple(
+            _tensor_meta(n, fake_of(node), ranges)
+            for n, node in zip(converted.output_names, out_nodes, strict=True)
+        )
+        symbols: dict[str, tuple[int, int]] = {}
+        for index, node in enumerate(converted.input_nodes):
+            for dim, size in enumerate(fake_of(node).shape):
+                if isinstance(size, torch.SymInt) and size.node.expr.is_Symbol:
+                    symbols.setdefault(str(size.node.expr), (index, dim))
+        output_dims = [[dim_to_expr(d) for d in fake_of(n).shape] for n in out_nodes]
+        _check_symbols(output_dims, symbols, name)
+    with phase("build"):
+        engine, extra = backend.build(onnx_bytes, spec, inputs, outputs)
+        meta = EngineMeta(
+            engine_id=hashlib.sha256(engine).hexdigest(),
+            backend=backend.name,
+            backend_version=backend.version() or "unknown",
+            inputs=inputs,
+            outputs=outputs,
+            device=spec.device,
+            extra={**extra, "symbols": symbols, "output_dims": output_dims, "partition": name},
+        )
+        register_engine(backend.load(engine, meta))
+    with phase("runtime"):
+        engine_inputs = [call.args[placeholders.index(n)] for n in converted.input_nodes]
+        graph = parent.graph
+        with graph.inserting_before(call):
+            engine_call = graph.call_function(EXECUTE_ENGINE, (engine_inputs, meta.engine_id))
+        if returns_tuple:
+            call.replace_all_uses_with(engine_call)
+        else:
+            with graph.inserting_after(engine_call):
+                first = graph.call_function(operator.getitem, (engine_call, 0))
+            call.replace_all_uses_with(first)
+        graph.erase_node(call)
+        delattr(parent, name)
+    return meta, engine
+
+
+def _drop_unused_attributes(gm: fx.GraphModule) -> None:
+    """Weights now inside engines would otherwise be kept (and saved) twice."""
+    gm.graph.eliminate_dead_code()
+    used = {str(n.target) for n in gm.graph.nodes if n.op in ("get_attr", "call_module")}
+    for name, _ in list(gm.named_parameters()) + list(gm.named_buffers()):
+        if name not in used:
+            owner, _, leaf = name.rpartition(".")
+            module = gm.get_submodule(owner) if owner else gm
+            delattr(module, leaf)
+
+
+def _check_symbols(output_dims: list[list[Any]], symbols: dict[str, tuple[int, int]], name: str) -> None:
+    def walk(expr: Any) -> Iterator[str]:
+        if isinstance(expr, list):
+            if expr[0] == "sym":
+                yield expr[1]
+            else:
+                for e in expr[1:]:
+                    yield from walk(e)
+
+    for dims in output_dims:
+        for dim in dims:
+            for sym in walk(dim):
+                if sym not in symbols:
+                    raise ConversionError(
+                        f"an output size of {name} depends on {sym}, which no engine input carries"
+                    )
+
+
+def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def flat_example(compiled: CompiledModule, which: str = "opt", seed: int = 0) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Example (args, kwargs) in the program's calling convention."""
+    flat = compiled.example_inputs(which, seed)
+    in_spec = compiled._in_spec
+    if in_spec is None:
+        return tuple(flat), {}
+    args, kwargs = pytree.tree_unflatten(flat, in_spec)
+    return tuple(args), dict(kwargs)

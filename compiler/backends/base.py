@@ -1,0 +1,127 @@
+"""What a backend is: the ONNX ops it supports, an engine builder, and a runtime for engines."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from compiler.spec import CompileSpec
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """One engine input or output. ``shape`` holds ints and symbolic expressions (strings such
+    as ``"s0"`` or ``"2*s0"``) over the program's input symbols; ``min``/``opt``/``max`` are the
+    concrete shapes at the ends and middle of the compiled ranges (TensorRT profiles use them)."""
+
+    name: str
+    dtype: str  # torch dtype name without the "torch." prefix
+    shape: tuple[int | str, ...]
+    min: tuple[int, ...] = ()
+    opt: tuple[int, ...] = ()
+    max: tuple[int, ...] = ()
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        dtype = getattr(torch, self.dtype)
+        assert isinstance(dtype, torch.dtype)
+        return dtype
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "min": list(self.min),
+            "opt": list(self.opt),
+            "max": list(self.max),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorMeta:
+        return cls(
+            data["name"],
+            data["dtype"],
+            tuple(data["shape"]),
+            tuple(data.get("min", ())),
+            tuple(data.get("opt", ())),
+            tuple(data.get("max", ())),
+        )
+
+
+@dataclass(frozen=True)
+class EngineMeta:
+    engine_id: str  # sha256 of the engine bytes
+    backend: str
+    backend_version: str
+    inputs: tuple[TensorMeta, ...]
+    outputs: tuple[TensorMeta, ...]
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "engine_id": self.engine_id,
+            "backend": self.backend,
+            "backend_version": self.backend_version,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "device": self.device,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineMeta:
+        return cls(
+            engine_id=data["engine_id"],
+            backend=data["backend"],
+            backend_version=data["backend_version"],
+            inputs=tuple(TensorMeta.from_dict(t) for t in data["inputs"]),
+            outputs=tuple(TensorMeta.from_dict(t) for t in data["outputs"]),
+            device=data.get("device", "cpu"),
+            extra=dict(data.get("extra", {})),
+        )
+
+
+class EngineRunner(ABC):
+    """A loaded engine. ``run`` takes and returns torch tensors in the engine's I/O order."""
+
+    meta: EngineMeta
+
+    @abstractmethod
+    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]: ...
+
+
+class Backend(ABC):
+    name: str
+
+    @abstractmethod
+    def available(self) -> bool:
+        """Whether the backend's libraries import on this machine."""
+
+    @abstractmethod
+    def version(self) -> str | None: ...
+
+    def unavailable_reason(self) -> str:
+        return f"backend {self.name} is not installed"
+
+    @abstractmethod
+    def supported_onnx_ops(self, spec: CompileSpec) -> frozenset[str] | None:
+        """ONNX op types (default domain) the backend can run for ``spec``; None means all."""
+
+    @abstractmethod
+    def build(
+        self,
+        onnx_model: bytes,
+        spec: CompileSpec,
+        inputs: Sequence[TensorMeta],
+        outputs: Sequence[TensorMeta],
+    ) -> tuple[bytes, dict[str, Any]]:
+        """Build an engine; return its bytes and backend-specific metadata for the manifest."""
+
+    @abstractmethod
+    def load(self, engine: bytes, meta: EngineMeta) -> EngineRunner: ...

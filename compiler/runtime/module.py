@@ -1,0 +1,137 @@
+"""The compiled module: engines and PyTorch fallback code stitched into one callable.
+
+Two graphs describe the same program. ``program_graph`` calls engines through the registered
+``execute_engine`` custom op and is what gets exported and saved. ``runtime_graph`` is a copy in
+which each such call is a direct Python call of the engine, because the dispatcher and
+``ExportedProgram.module()``'s pytree and guard handling cost tens of microseconds per call —
+more than a small engine needs to run. When the whole program is one engine fed straight from the
+inputs, calls skip the graph altogether.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import fx
+from torch.utils import _pytree as pytree
+
+from compiler.backends.base import EngineMeta
+from compiler.errors import InputMismatchError
+from compiler.frontend import InputInfo
+from compiler.report import CompileReport
+from compiler.runtime.engine_op import EXECUTE_ENGINE, get_engine, run_engine
+from compiler.spec import CompileSpec
+
+
+class CompiledModule(torch.nn.Module):
+    def __init__(
+        self,
+        program_graph: fx.GraphModule,
+        signature: Sequence[InputInfo],
+        spec: CompileSpec,
+        engines: dict[str, tuple[EngineMeta, bytes]],
+        report: CompileReport,
+    ) -> None:
+        super().__init__()
+        self.program_graph = program_graph
+        self.signature = list(signature)
+        self.spec = spec
+        self.engines = engines
+        self.report = report
+        self.runtime_graph = _direct_engine_calls(program_graph)
+        self._fast = _single_engine_plan(program_graph, len(self.signature))
+        codegen = program_graph.graph._codegen
+        info = getattr(codegen, "pytree_info", None)
+        self._in_spec = info.in_spec if info is not None else None
+        self._out_spec = info.out_spec if info is not None else None
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs or len(args) != len(self.signature):
+            flat = pytree.tree_leaves((args, kwargs))
+            self._check(flat)
+            return self.runtime_graph(*args, **kwargs)
+        self._check(args)
+        if self._fast is not None:
+            engine_id, positions = self._fast
+            outputs = run_engine([args[i] for i in positions], engine_id)
+            if self._out_spec is None or self._out_spec.is_leaf():
+                return outputs[0] if len(outputs) == 1 else tuple(outputs)
+            return pytree.tree_unflatten(outputs, self._out_spec)
+        return self.runtime_graph(*args)
+
+    def _check(self, flat: Sequence[Any]) -> None:
+        if len(flat) != len(self.signature):
+            names = ", ".join(i.name for i in self.signature)
+            raise InputMismatchError(f"the compiled program takes {len(self.signature)} input(s) ({names}), got {len(flat)}")
+        for info, value in zip(self.signature, flat, strict=True):
+            info.check(value)
+
+    def example_inputs(self, which: str = "opt", seed: int = 0) -> list[torch.Tensor]:
+        """Random inputs at the ``min``, ``opt`` or ``max`` end of each input's range."""
+        generator = torch.Generator().manual_seed(seed)
+        tensors = []
+        for info in self.signature:
+            shape = [
+                d.min if which == "min" else (d.max if which == "max" and d.max is not None else o)
+                for d, o in zip(info.dims, info.opt, strict=True)
+            ]
+            tensors.append(random_tensor(shape, info.dtype, generator))
+        return tensors
+
+
+def random_tensor(shape: Sequence[int], dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
+    if dtype.is_floating_point:
+        return torch.randn(list(shape), generator=generator).to(dtype)
+    if dtype == torch.bool:
+        return torch.rand(list(shape), generator=generator) > 0.5
+    # small non-negative integers: valid token ids and indices for typical models
+    return torch.randint(0, 100, list(shape), generator=generator).to(dtype)
+
+
+def _direct_engine_calls(program_graph: fx.GraphModule) -> fx.GraphModule:
+    with warnings.catch_warnings():
+        # torch's pytree specs warn about their own deprecated classes when deep-copied
+        warnings.simplefilter("ignore", FutureWarning)
+        graph = copy.deepcopy(program_graph.graph)
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target is EXECUTE_ENGINE:
+            node.target = run_engine
+    runtime = fx.GraphModule(program_graph, graph)
+    return runtime
+
+
+def _single_engine_plan(program_graph: fx.GraphModule, num_inputs: int) -> tuple[str, list[int]] | None:
+    """(engine id, input positions) when the program is exactly one engine fed by the inputs and
+    returning its outputs in order; None otherwise."""
+    nodes = list(program_graph.graph.nodes)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    engines = [n for n in nodes if n.op == "call_function" and n.target is EXECUTE_ENGINE]
+    if len(engines) != 1 or len(placeholders) != num_inputs:
+        return None
+    call = engines[0]
+    others = [
+        n
+        for n in nodes
+        if n.op not in ("placeholder", "output") and n is not call and n.target is not operator.getitem
+    ]
+    if others:
+        return None
+    tensor_args = call.args[0]
+    if not all(isinstance(a, fx.Node) and a.op == "placeholder" for a in tensor_args):
+        return None
+    output = next(n for n in nodes if n.op == "output")
+    flat_out = pytree.tree_leaves(output.args[0])
+    expected = list(range(len(get_engine(str(call.args[1])).meta.outputs)))
+    got = []
+    for out in flat_out:
+        if not (isinstance(out, fx.Node) and out.target is operator.getitem and out.args[0] is call):
+            return None
+        got.append(out.args[1])
+    if got != expected:
+        return None
+    return str(call.args[1]), [placeholders.index(a) for a in tensor_args]

@@ -1,0 +1,152 @@
+"""Save and load compiled programs: one ``.pt2`` file with the program, engines and a manifest.
+
+The stitched program is exported again (its engine calls are ``execute_engine`` custom-op nodes)
+and written with ``torch.export.save``. Engine bytes and ``manifest.json`` (spec, versions,
+target, sha256 of every engine, input ranges, report) are added as archive members under
+``extra/orchestrate/``; loading verifies each engine's hash, registers the engines, and hands the
+rest to ``torch.export.load`` only after the archive passed the untrusted-pickle check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import platform
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx
+from torch.utils import _pytree as pytree
+
+from compiler.backends import EngineMeta, get_backend
+from compiler.errors import InvalidModelError
+from compiler.frontend import DEFAULT_MAX_BYTES, InputInfo, _read_limited, sanitize_archive
+from compiler.report import CompileReport
+from compiler.runtime.engine_op import register_engine
+from compiler.runtime.module import CompiledModule
+from compiler.spec import CompileSpec
+
+FORMAT_VERSION = 1
+_PREFIX = "orchestrate/"
+
+
+class EngineIntegrityError(InvalidModelError):
+    kind = "engine_corrupt"
+
+
+def manifest(compiled: CompiledModule) -> dict[str, Any]:
+    import compiler
+
+    return {
+        "format": FORMAT_VERSION,
+        "spec": compiled.spec.model_dump(mode="json"),
+        "versions": {
+            "orchestrate": compiler.__version__,
+            "torch": torch.__version__,
+            **{meta.backend: meta.backend_version for meta, _ in compiled.engines.values()},
+        },
+        "target": {"arch": platform.machine(), "device": compiled.spec.device},
+        "inputs": [info.to_dict() for info in compiled.signature],
+        "engines": [
+            {**meta.to_dict(), "sha256": hashlib.sha256(engine).hexdigest(), "size": len(engine)}
+            for meta, engine in compiled.engines.values()
+        ],
+        "report": compiled.report.to_dict(),
+    }
+
+
+def save(compiled: CompiledModule, path: str | Path) -> Path:
+    path = Path(path)
+    program = export_program(compiled)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial.pt2")
+    torch.export.save(program, tmp, extra_files={f"{_PREFIX}manifest.json": json.dumps(manifest(compiled))})
+    with zipfile.ZipFile(tmp, "a") as archive:
+        root = archive.namelist()[0].split("/")[0]
+        for meta, engine in compiled.engines.values():
+            archive.writestr(f"{root}/extra/{_PREFIX}engines/{meta.engine_id}.bin", engine)
+    tmp.replace(path)  # never leave a half-written file under the final name
+    return path
+
+
+def export_program(compiled: CompiledModule) -> torch.export.ExportedProgram:
+    """The stitched program as an ExportedProgram with the compiled dynamic ranges."""
+    flat = compiled.example_inputs("opt")
+    dims = _dynamic_dims(compiled.program_graph, compiled.signature)
+    if compiled._in_spec is not None:
+        args, kwargs = pytree.tree_unflatten(flat, compiled._in_spec)
+        dynamic = pytree.tree_unflatten(dims, compiled._in_spec) if any(dims) else None
+    else:
+        args, kwargs, dynamic = tuple(flat), {}, (tuple(dims) if any(dims) else None)
+    if dynamic is not None and compiled._in_spec is not None:
+        dyn_args, dyn_kwargs = dynamic
+        dynamic = {**dict(zip(_positional_names(compiled.program_graph), dyn_args, strict=False)), **dyn_kwargs}
+    return torch.export.export(compiled.program_graph, tuple(args), dict(kwargs), dynamic_shapes=dynamic)
+
+
+def _positional_names(gm: fx.GraphModule) -> list[str]:
+    import inspect
+
+    return [
+        p.name
+        for p in inspect.signature(gm.forward).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+
+
+def _dynamic_dims(gm: fx.GraphModule, signature: list[InputInfo]) -> list[Any]:
+    """Per input, {axis: Dim} for its dynamic axes; inputs sharing a symbol share the Dim."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    by_symbol: dict[str, Any] = {}
+    result: list[Any] = []
+    for node, info in zip(placeholders, signature, strict=False):
+        fake = node.meta.get("val")
+        axes: dict[int, Any] = {}
+        for axis, (size, rng) in enumerate(zip(fake.shape, info.dims, strict=False)):
+            if rng.static or not isinstance(size, torch.SymInt):
+                continue
+            key = str(size.node.expr)
+            if key not in by_symbol:
+                by_symbol[key] = torch.export.Dim(f"{info.name}_{axis}", min=rng.min, max=rng.max if rng.max is not None else int(2**31 - 2))
+            axes[axis] = by_symbol[key]
+        result.append(axes or None)
+    return result
+
+
+def load(source: str | Path | bytes, max_bytes: int | None = None) -> CompiledModule:
+    data = _read_limited(source, max_bytes or DEFAULT_MAX_BYTES)
+    cleaned, extras = sanitize_archive(data, keep_prefix=f"extra/{_PREFIX}")
+    manifest_bytes = extras.get(f"extra/{_PREFIX}manifest.json")
+    if manifest_bytes is None:
+        raise InvalidModelError("not a compiled program: extra/orchestrate/manifest.json is missing (compile it first)")
+    info = json.loads(manifest_bytes)
+    if info.get("format") != FORMAT_VERSION:
+        raise InvalidModelError(f"compiled-program format {info.get('format')} is not supported (expected {FORMAT_VERSION})")
+    engines: dict[str, tuple[EngineMeta, bytes]] = {}
+    for entry in info["engines"]:
+        meta = EngineMeta.from_dict(entry)
+        engine = extras.get(f"extra/{_PREFIX}engines/{meta.engine_id}.bin")
+        if engine is None:
+            raise EngineIntegrityError(f"engine {meta.engine_id[:12]} is missing from the archive")
+        digest = hashlib.sha256(engine).hexdigest()
+        if digest != entry["sha256"] or digest != meta.engine_id:
+            raise EngineIntegrityError(f"engine {meta.engine_id[:12]} does not match its sha256; the file is damaged")
+        register_engine(get_backend(meta.backend).load(engine, meta))
+        engines[meta.engine_id] = (meta, engine)
+    try:
+        program = torch.export.load(io.BytesIO(cleaned))
+    except Exception as exc:  # torch raises many exception types for a malformed archive
+        raise InvalidModelError(f"the program in the archive cannot be read: {type(exc).__name__}: {exc}") from None
+    gm = program.module()
+    assert isinstance(gm, fx.GraphModule)
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and str(node.target) == "_guards_fn" and not node.users:
+            gm.graph.erase_node(node)
+    gm.recompile()
+    signature = [InputInfo.from_dict(i) for i in info["inputs"]]
+    spec = CompileSpec.parse(info["spec"], "manifest spec")
+    report = CompileReport.from_dict(info["report"])
+    return CompiledModule(gm, signature, spec, engines, report)
