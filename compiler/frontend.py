@@ -68,7 +68,7 @@ def load_program(source: str | Path | bytes, max_bytes: int | None = None) -> to
     return program
 
 
-def sanitize_archive(data: bytes, keep_prefix: str | None = None) -> tuple[bytes, dict[str, bytes]]:
+def sanitize_archive(data: bytes, keep_prefix: tuple[str, ...] = ()) -> tuple[bytes, dict[str, bytes]]:
     """Check every member of a ``.pt2`` zip. Return the archive without sample inputs and
     without the members under ``keep_prefix`` (given back separately, by their inner path).
     Raises UnsafeModelError on a pickle that could run code."""
@@ -86,7 +86,7 @@ def sanitize_archive(data: bytes, keep_prefix: str | None = None) -> tuple[bytes
                 continue
             inner = info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
             member = archive.read(info)
-            if keep_prefix is not None and inner.startswith(keep_prefix):
+            if keep_prefix and inner.startswith(keep_prefix):
                 kept[inner] = member  # our own data: never given to a torch loader
                 continue
             _check_member(info.filename, member)

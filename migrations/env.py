@@ -6,6 +6,7 @@ The URL comes from, in order: ``-x url=...`` on the command line, the ``url`` at
 
 from __future__ import annotations
 
+from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
@@ -20,13 +21,21 @@ from orchestrator.settings import get_settings
 config = context.config
 target_metadata = Base.metadata
 
+# Only the `alembic` command line reads the ini file; library callers keep their own logging.
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
 # Any fixed number works; it only has to be the same in every process that migrates.
 _PG_MIGRATION_LOCK = 7_203_114_551
 
 
 def _database_url() -> str:
     x_args = context.get_x_argument(as_dictionary=True)
-    url = x_args.get("url") or config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    url = (
+        x_args.get("url")
+        or config.attributes.get("url")
+        or config.get_main_option("sqlalchemy.url")
+    )
     return url or get_settings().database_url
 
 
@@ -62,7 +71,9 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+            )
         context.run_migrations()
 
 

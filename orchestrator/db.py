@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from orchestrator.settings import get_settings
+from orchestrator.settings import get_settings, redact
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_S",
@@ -248,7 +248,24 @@ def ensure_schema(url: str | URL | None = None) -> None:
     with _schema_lock:
         if resolved in _schema_checked:
             return
-        if current_revision(resolved) != head_revision():
+        current, head = current_revision(resolved), head_revision()
+        if current != head:
+            if current is not None and not _is_known_revision(current):
+                raise SchemaOutOfDateError(
+                    f"the database at {redact(resolved)} is at schema revision {current}, which "
+                    "this version of orchestrate does not know (a newer version migrated it); "
+                    "upgrade orchestrate on this machine"
+                )
             upgrade(resolved)
         _schema_checked.add(resolved)
 
+
+def _is_known_revision(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False

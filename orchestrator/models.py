@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.mutable import MutableDict, MutableList
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -250,9 +251,7 @@ class Job(Base):
 
     model: Mapped[Model] = relationship(lazy="joined", innerjoin=True)
     spec: Mapped[CompileSpecRow] = relationship()
-    artifact: Mapped[Artifact | None] = relationship(
-        foreign_keys=[artifact_id], post_update=True
-    )
+    artifact: Mapped[Artifact | None] = relationship(foreign_keys=[artifact_id], post_update=True)
     validation_results: Mapped[list[ValidationResult]] = relationship(
         back_populates="job", order_by="ValidationResult.output_name"
     )
@@ -378,6 +377,10 @@ def model_ids_matching(session: Session, model: str) -> list[str]:
     return list(session.scalars(stmt))
 
 
+def _one_of(column: Mapped[str], values: list[str]) -> ColumnElement[bool]:
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
 def list_artifacts(
     session: Session,
     *,
@@ -391,10 +394,12 @@ def list_artifacts(
     """Artifacts matching every given filter, newest first (``orchestrate artifacts list``)."""
     stmt = select(Artifact)
     if model is not None:
-        matching = select(Model.id).where(
-            or_(Model.id == model, Model.sha256 == model, Model.name == model)
-        )
-        stmt = stmt.where(Artifact.model_id.in_(matching.scalar_subquery()))
+        model_ids = model_ids_matching(session, model)
+        if not model_ids:
+            return []
+        # Resolved up front: equality on one id lets the (model_id, arch, created_at) index
+        # deliver rows already in order, where IN (subquery) makes the database sort them all.
+        stmt = stmt.where(_one_of(Artifact.model_id, model_ids))
     if arch is not None:
         stmt = stmt.where(Artifact.arch == arch)
     if device_class is not None:
@@ -425,10 +430,10 @@ def list_jobs(
     if arch is not None:
         stmt = stmt.where(Job.arch == arch)
     if model is not None:
-        matching = select(Model.id).where(
-            or_(Model.id == model, Model.sha256 == model, Model.name == model)
-        )
-        stmt = stmt.where(Job.model_id.in_(matching.scalar_subquery()))
+        model_ids = model_ids_matching(session, model)
+        if not model_ids:
+            return []
+        stmt = stmt.where(_one_of(Job.model_id, model_ids))
     stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc())
     if limit is not None:
         stmt = stmt.limit(limit)

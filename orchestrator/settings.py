@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -242,4 +242,10 @@ def redact(url: str) -> str:
             (k, _MASK if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v) for k, v in pairs
         ]
         query = urlencode(masked, safe="*/:", quote_via=quote)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Reassembled by hand: urlunsplit drops the empty authority of "sqlite:////abs/path".
+    rebuilt = f"{parts.scheme}://{netloc}{parts.path}"
+    if query:
+        rebuilt += f"?{query}"
+    if parts.fragment:
+        rebuilt += f"#{parts.fragment}"
+    return rebuilt

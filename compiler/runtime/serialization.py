@@ -3,7 +3,7 @@
 The stitched program is exported again (its engine calls are ``execute_engine`` custom-op nodes)
 and written with ``torch.export.save``. Engine bytes and ``manifest.json`` (spec, versions,
 target, sha256 of every engine, input ranges, report) are added as archive members under
-``extra/orchestrate/``; loading verifies each engine's hash, registers the engines, and hands the
+``orchestrate/`` (engines) and ``extra/orchestrate/`` (manifest); loading verifies each engine's hash, registers the engines, and hands the
 rest to ``torch.export.load`` only after the archive passed the untrusted-pickle check.
 """
 
@@ -67,7 +67,8 @@ def save(compiled: CompiledModule, path: str | Path) -> Path:
     with zipfile.ZipFile(tmp, "a") as archive:
         root = archive.namelist()[0].split("/")[0]
         for meta, engine in compiled.engines.values():
-            archive.writestr(f"{root}/extra/{_PREFIX}engines/{meta.engine_id}.bin", engine)
+            # outside extra/: torch.export.load reads extra/ members as text
+            archive.writestr(f"{root}/{_PREFIX}engines/{meta.engine_id}.bin", engine)
     tmp.replace(path)  # never leave a half-written file under the final name
     return path
 
@@ -118,7 +119,7 @@ def _dynamic_dims(gm: fx.GraphModule, signature: list[InputInfo]) -> list[Any]:
 
 def load(source: str | Path | bytes, max_bytes: int | None = None) -> CompiledModule:
     data = _read_limited(source, max_bytes or DEFAULT_MAX_BYTES)
-    cleaned, extras = sanitize_archive(data, keep_prefix=f"extra/{_PREFIX}")
+    cleaned, extras = sanitize_archive(data, keep_prefix=(f"extra/{_PREFIX}", _PREFIX))
     manifest_bytes = extras.get(f"extra/{_PREFIX}manifest.json")
     if manifest_bytes is None:
         raise InvalidModelError("not a compiled program: extra/orchestrate/manifest.json is missing (compile it first)")
@@ -128,7 +129,7 @@ def load(source: str | Path | bytes, max_bytes: int | None = None) -> CompiledMo
     engines: dict[str, tuple[EngineMeta, bytes]] = {}
     for entry in info["engines"]:
         meta = EngineMeta.from_dict(entry)
-        engine = extras.get(f"extra/{_PREFIX}engines/{meta.engine_id}.bin")
+        engine = extras.get(f"{_PREFIX}engines/{meta.engine_id}.bin")
         if engine is None:
             raise EngineIntegrityError(f"engine {meta.engine_id[:12]} is missing from the archive")
         digest = hashlib.sha256(engine).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import onnx_ir as ir
@@ -67,3 +68,17 @@ def as_list(value: Any, length: int) -> list[Any]:
         value = list(value)
         return value * length if len(value) == 1 else value
     return [value] * length
+
+
+def used_outputs(node: fx.Node) -> set[int]:
+    """Indices of a multi-output node's results that some user reads (through getitem); a
+    user that takes the whole tuple reads them all."""
+    used: set[int] = set()
+    fake = fake_of(node)
+    count = len(fake) if isinstance(fake, (tuple, list)) else 1
+    for user in node.users:
+        if user.target is operator.getitem and isinstance(user.args[1], int):
+            used.add(user.args[1])
+        else:
+            used.update(range(count))
+    return used

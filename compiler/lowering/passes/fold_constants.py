@@ -41,13 +41,13 @@ def fold_constants(gm: fx.GraphModule, settings: LoweringSettings) -> PassResult
         if node.target._schema.is_mutable or "nondeterministic_seeded" in node.target.tags:
             continue
         fake = node.meta.get("val")
-        if not isinstance(fake, torch.Tensor) or fake.numel() > _MAX_FOLD_ELEMENTS:
+        if isinstance(fake, torch.Tensor) and fake.numel() > _MAX_FOLD_ELEMENTS:
             continue
         args = fx.node.map_arg(node.args, lambda n: values[n])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
         with torch.no_grad():
             result = node.target(*args, **kwargs)
-        if not isinstance(result, torch.Tensor):
+        if not isinstance(result, torch.Tensor) or result.numel() > _MAX_FOLD_ELEMENTS:
             continue
         name = f"_folded_{folded}"
         while hasattr(gm, name):

@@ -1,0 +1,65 @@
+"""``orchestrate db``: create or migrate the farm's database schema."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from orchestrator import db as database
+from orchestrator.settings import SettingsError, get_settings, redact
+
+
+def _url(url: str | None) -> str:
+    if url is not None:
+        return url
+    try:
+        return get_settings().database_url
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _unreachable(url: str, exc: Exception) -> click.ClickException:
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return click.ClickException(
+        f"cannot use the database at {redact(url)}: {detail}; check ORCHESTRATE_DATABASE_URL "
+        "and that the server is running"
+    )
+
+
+@click.group("db")
+def db() -> None:
+    """Create or migrate the farm's database schema."""
+
+
+@db.command("upgrade")
+@click.option("--url", help="Database URL (default: ORCHESTRATE_DATABASE_URL or the embedded one).")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def upgrade(url: str | None, revision: str) -> None:
+    """Migrate the database to REVISION (creates the schema on an empty database)."""
+    target = _url(url)
+    try:
+        before = database.current_revision(target)
+        database.upgrade(target, revision)
+        after = database.current_revision(target)
+    except (SQLAlchemyError, database.DatabaseURLError) as exc:
+        raise _unreachable(target, exc) from exc
+    if before == after:
+        click.echo(f"{redact(target)}: already at revision {after}")
+    else:
+        click.echo(f"{redact(target)}: upgraded {before or '(empty)'} -> {after}")
+
+
+@db.command("current")
+@click.option("--url", help="Database URL (default: ORCHESTRATE_DATABASE_URL or the embedded one).")
+def current(url: str | None) -> None:
+    """Show the database's schema revision and whether it is the newest."""
+    target = _url(url)
+    try:
+        revision = database.current_revision(target)
+    except (SQLAlchemyError, database.DatabaseURLError) as exc:
+        raise _unreachable(target, exc) from exc
+    head = database.head_revision()
+    status = (
+        "up to date" if revision == head else f"behind head {head}; run `orchestrate db upgrade`"
+    )
+    click.echo(f"{redact(target)}: {revision or '(empty)'} ({status})")
