@@ -72,6 +72,7 @@ def compile(
     phase = _Phases(progress)
     with phase("frontend"):
         backend = get_backend(spec.backend)
+        backend.check_spec(spec)
         program = _intake(model, spec, example_inputs)
         signature = input_signature(program, spec)
     with phase("lowering"):
@@ -142,6 +143,7 @@ def _partition(gm: fx.GraphModule, spec: CompileSpec, backend: Backend) -> Parti
         backend.supported_onnx_ops(spec) if backend.available() else None,
         backend.name,
         spec.partitioning.torch_executed_ops,
+        dtype_supported=lambda dtype: backend.supports_dtype(dtype, spec),
     )
     return partition(gm, support, spec.partitioning)
 

@@ -321,7 +321,7 @@ def export_module(
             f"its inputs are: {', '.join(names)}"
         )
     dynamic_shapes: list[dict[int, Any] | None] = []
-    shared: dict[tuple[int, int], Any] = {}
+    shared: dict[tuple[int, int, int], Any] = {}
     for name, tensor in zip(names, example_inputs, strict=True):
         spec_input = spec.input_named(name)
         if spec_input is None or not spec_input.is_dynamic:
@@ -336,11 +336,9 @@ def export_module(
                 continue
             # dims with the same range on the same axis share a Dim (batch across inputs)
             key = (lo, hi, axis)
-            dim = shared.get(key[:2] + (axis,))  # type: ignore[index]
-            if dim is None:
-                dim = torch.export.Dim(f"{name}_{axis}", min=lo, max=hi)
-                shared[(lo, hi, axis)] = dim  # type: ignore[index]
-            dims[axis] = dim
+            if key not in shared:
+                shared[key] = torch.export.Dim(f"{name}_{axis}", min=lo, max=hi)
+            dims[axis] = shared[key]
         dynamic_shapes.append(dims)
     kwargs: dict[str, Any] = {}
     if any(d is not None for d in dynamic_shapes):

@@ -109,6 +109,15 @@ class Backend(ABC):
     def unavailable_reason(self) -> str:
         return f"backend {self.name} is not installed"
 
+    def check_spec(self, spec: CompileSpec) -> None:
+        """Raise a BackendError when the backend cannot serve ``spec`` at all (precision,
+        device); called before anything is compiled. The default accepts every spec."""
+        return None
+
+    def supports_dtype(self, dtype: torch.dtype, spec: CompileSpec) -> bool:
+        """Whether engine tensors of ``dtype`` can cross into and out of this backend."""
+        return True
+
     @abstractmethod
     def supported_onnx_ops(self, spec: CompileSpec) -> frozenset[str] | None:
         """ONNX op types (default domain) the backend can run for ``spec``; None means all."""

@@ -8,6 +8,7 @@ CUDA, tensors are bound in place with IOBinding.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +49,21 @@ class OnnxRuntimeBackend(Backend):
             return None
         return str(onnxruntime.__version__)
 
+    def check_spec(self, spec: CompileSpec) -> None:
+        if spec.precision in ("fp16", "bf16") and not spec.device.startswith("cuda"):
+            raise BackendError(
+                f"precision {spec.precision} with onnxruntime needs device cuda: the CPU provider "
+                "has no half-precision kernels for most ops. Use fp32 or int8 on CPU, or the "
+                "tensorrt backend on a GPU."
+            )
+        if spec.precision == "bf16":
+            raise BackendError("precision bf16 is supported by the tensorrt backend only; use fp16 with onnxruntime")
+        _providers(spec.device)
+
+    def supports_dtype(self, dtype: torch.dtype, spec: CompileSpec) -> bool:
+        # numpy, through which ORT's Python API exchanges tensors, has no bfloat16
+        return dtype != torch.bfloat16
+
     def supported_onnx_ops(self, spec: CompileSpec) -> frozenset[str] | None:
         provider = _providers(spec.device)[0]
         return _kernel_ops(provider)
@@ -59,10 +75,11 @@ class OnnxRuntimeBackend(Backend):
         inputs: Sequence[TensorMeta],
         outputs: Sequence[TensorMeta],
     ) -> tuple[bytes, dict[str, Any]]:
+        engine = _apply_precision(onnx_model, spec)
         # Creating the session here proves the model loads and lets ORT report errors at build
         # time rather than at the first call; the optimized graph is rebuilt at load time.
-        session = _session(onnx_model, spec.device)
-        return onnx_model, {"providers": session.get_providers()}
+        session = _session(engine, spec.device)
+        return engine, {"providers": session.get_providers(), "precision": spec.precision}
 
     def load(self, engine: bytes, meta: EngineMeta) -> EngineRunner:
         return OnnxRuntimeRunner(engine, meta)
@@ -88,17 +105,63 @@ class OnnxRuntimeRunner(EngineRunner):
         return [torch.from_numpy(np.asarray(o)) for o in outputs]
 
     def _run_cuda(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        device = torch.device(self.meta.device)
+        tensors = [
+            t.to(device=device, dtype=m.torch_dtype).contiguous()
+            for t, m in zip(inputs, self.meta.inputs, strict=True)
+        ]
+        # ORT runs on its own CUDA stream: make PyTorch's pending writes to the inputs visible.
+        torch.cuda.current_stream(device).synchronize()
+        outputs = [
+            torch.empty(shape, dtype=m.torch_dtype, device=device)
+            for shape, m in zip(self._output_shapes(tensors), self.meta.outputs, strict=True)
+        ]
         binding = self.session.io_binding()
-        device_id = inputs[0].device.index or 0 if inputs else 0
-        for name, tensor, meta in zip(self._input_names, inputs, self.meta.inputs, strict=True):
-            tensor = tensor.contiguous()
-            binding.bind_input(
-                name, "cuda", device_id, _NUMPY_OF[meta.dtype], list(tensor.shape), tensor.data_ptr()
-            )
-        for name in self._output_names:
-            binding.bind_output(name, "cuda", device_id)
-        self.session.run_with_iobinding(binding)
-        return [torch.from_dlpack(o) for o in binding.get_outputs()]
+        index = device.index or 0
+        for name, tensor, m in zip(self._input_names, tensors, self.meta.inputs, strict=True):
+            binding.bind_input(name, "cuda", index, _NUMPY_OF[m.dtype], list(tensor.shape), tensor.data_ptr())
+        for name, tensor, m in zip(self._output_names, outputs, self.meta.outputs, strict=True):
+            binding.bind_output(name, "cuda", index, _NUMPY_OF[m.dtype], list(tensor.shape), tensor.data_ptr())
+        self.session.run_with_iobinding(binding)  # returns once the outputs are written
+        return outputs
+
+    def _output_shapes(self, inputs: Sequence[torch.Tensor]) -> list[list[int]]:
+        from compiler.runtime.shapes import eval_expr
+
+        env = {name: int(inputs[i].shape[d]) for name, (i, d) in self.meta.extra["symbols"].items()}
+        return [[int(eval_expr(e, env)) for e in dims] for dims in self.meta.extra["output_dims"]]
+
+
+def _apply_precision(onnx_model: bytes, spec: CompileSpec) -> bytes:
+    """fp32 as converted; int8 by ONNX Runtime's dynamic quantization (int8 weights for
+    MatMul/Gemm, activations quantized per call, so no calibration data is needed); fp16 by
+    ONNX Runtime's float16 converter with float32 inputs and outputs kept, on CUDA only."""
+    if spec.precision == "fp32":
+        return onnx_model
+    import onnx
+
+    model = onnx.load_from_string(onnx_model)
+    if spec.precision == "int8":
+        import tempfile
+        from pathlib import Path
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quant_logger = logging.getLogger()  # the quantizer advises pre-processing via the root logger
+        level = quant_logger.level
+        quant_logger.setLevel(logging.ERROR)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "quantized.onnx"
+                quantize_dynamic(model, out, weight_type=QuantType.QInt8)
+                return out.read_bytes()
+        finally:
+            quant_logger.setLevel(level)
+    from onnxruntime.transformers.float16 import (
+        convert_float_to_float16,  # fp16, cuda only (check_spec)
+    )
+
+    return bytes(convert_float_to_float16(model, keep_io_types=True).SerializeToString())
 
 
 def _as_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -149,6 +212,8 @@ def _kernel_ops(provider: str) -> frozenset[str]:
 
     ops = {d.op_name for d in C.get_all_opkernel_def() if d.provider == provider and d.domain in ("", "ai.onnx")}
     for schema in onnx.defs.get_all_schemas():
-        if schema.domain == "" and (schema.has_function or schema.has_context_dependent_function):
+        has_body = getattr(schema, "has_function", False) or getattr(schema, "has_context_dependent_function", False)
+        if schema.domain == "" and has_body:
             ops.add(schema.name)
+    ops.add("Constant")  # folded into initializers when the session is created
     return frozenset(ops)

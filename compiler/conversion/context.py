@@ -151,9 +151,11 @@ class ConversionContext:
         elif op_type in _INT64_OPS:
             out.dtype = ir.DataType.INT64
         elif op_type == "Where" and len(inputs) > 1 and inputs[1] is not None:
-            out.dtype = inputs[1].dtype
+            if inputs[1].dtype is not None:
+                out.dtype = inputs[1].dtype
         elif op_type in _SAME_TYPE_OPS and inputs and inputs[0] is not None:
-            out.dtype = inputs[0].dtype
+            if inputs[0].dtype is not None:
+                out.dtype = inputs[0].dtype
 
     def _fresh(self, prefix: str) -> str:
         self._counter += 1

@@ -64,9 +64,9 @@ def convert_graph(
         ctx.env[node] = value
         for index, dim in enumerate(fake.shape):
             key = sym_dim(dim)
-            if isinstance(key, str) and key not in ctx.symbol_sources:
-                if isinstance(dim, torch.SymInt) and dim.node.expr.is_Symbol:
-                    ctx.symbol_sources[key] = (value, index)
+            is_symbol = isinstance(dim, torch.SymInt) and dim.node.expr.is_Symbol
+            if isinstance(key, str) and is_symbol and key not in ctx.symbol_sources:
+                ctx.symbol_sources[key] = (value, index)
 
     output_node: fx.Node | None = None
     for node in gm.graph.nodes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import fx
@@ -49,12 +49,14 @@ class RegistryOperatorSupport(OperatorSupportBase):
         backend_ops: frozenset[str] | None,
         backend_name: str,
         torch_executed_ops: Iterable[str] = (),
+        dtype_supported: Callable[[torch.dtype], bool] | None = None,
     ) -> None:
         super().__init__()
         self.registry = registry
         self.backend_ops = backend_ops
         self.backend_name = backend_name
         self.torch_executed_ops = {_normalize_op(o) for o in torch_executed_ops}
+        self.dtype_supported = dtype_supported
         self.reasons: dict[fx.Node, str] = {}
 
     def is_node_supported(self, submodules: Mapping[str, torch.nn.Module], node: fx.Node) -> bool:
@@ -84,6 +86,10 @@ class RegistryOperatorSupport(OperatorSupportBase):
         entry = self.registry.get(node.target)
         if entry is None:
             return "no converter"
+        if self.dtype_supported is not None:
+            for dtype in _tensor_dtypes(node):
+                if not self.dtype_supported(dtype):
+                    return f"{self.backend_name} cannot exchange {dtype} tensors"
         reason = entry.validator(node)
         if reason is not None:
             return reason
@@ -106,6 +112,16 @@ class RegistryOperatorSupport(OperatorSupportBase):
             counts[name] += 1
             reasons.setdefault(name, reason)
         return counts, reasons
+
+
+def _tensor_dtypes(node: fx.Node) -> set[torch.dtype]:
+    values = [fake_of(node), *(fake_of(a) for a in node.all_input_nodes)]
+    dtypes = set()
+    for val in values:
+        for leaf in val if isinstance(val, (list, tuple)) else [val]:
+            if isinstance(leaf, torch.Tensor):
+                dtypes.add(leaf.dtype)
+    return dtypes
 
 
 def _normalize_op(name: str) -> str:

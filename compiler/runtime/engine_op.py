@@ -63,7 +63,8 @@ def _execute_engine_fake(inputs: list[torch.Tensor], engine_id: str) -> list[tor
     env: dict[str, Any] = {}
     for name, (index, dim) in meta.extra["symbols"].items():
         env[name] = inputs[index].shape[dim]
-    device = inputs[0].device if inputs else torch.device(meta.device)
+    # ORT on CPU returns CPU tensors whatever the input device; CUDA engines return CUDA tensors
+    device = torch.device("cuda") if meta.device.startswith("dla") else torch.device(meta.device)
     return [
         torch.empty([eval_expr(e, env) for e in dims], dtype=out.torch_dtype, device=device)
         for out, dims in zip(meta.outputs, meta.extra["output_dims"], strict=True)

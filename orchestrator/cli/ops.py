@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from orchestrator.cli._common import json_option, print_json, table
@@ -19,7 +21,7 @@ def ops_command(backend: str | None, as_json: bool) -> None:
     supported = None
     if backend is not None:
         supported = get_backend(backend, require_available=False).supported_onnx_ops(compiler.CompileSpec(backend=backend))  # type: ignore[arg-type]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry in REGISTRY:
         if supported is not None and not entry.onnx_ops <= supported:
             continue

@@ -6,6 +6,8 @@ tensors, so the engine stores the final layout and does no per-call work on weig
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import fx
 
@@ -25,7 +27,7 @@ def _attr(gm: fx.GraphModule, target: str) -> object:
 
 
 def fold_constants(gm: fx.GraphModule, settings: LoweringSettings) -> PassResult:
-    values: dict[fx.Node, object] = {}
+    values: dict[fx.Node, Any] = {}
     folded = 0
     for node in list(gm.graph.nodes):
         if node.op == "get_attr":
