@@ -94,6 +94,17 @@ class ValidationSpec(_Strict):
     min_cosine: float = Field(default=0.999, ge=-1, le=1)
 
 
+class TensorRTSpec(_Strict):
+    """Builder settings that only the tensorrt backend reads."""
+
+    workspace_mb: int | None = Field(default=None, ge=1)
+    optimization_level: int = Field(default=3, ge=0, le=5)
+    timing_cache: str | None = None
+    hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = "none"
+    version_compatible: bool = False
+    tf32: bool = False
+
+
 class CompileSpec(_Strict):
     backend: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
     precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
@@ -101,6 +112,7 @@ class CompileSpec(_Strict):
     inputs: list[InputSpec] = Field(default_factory=list)
     partitioning: PartitioningSpec = Field(default_factory=PartitioningSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    tensorrt: TensorRTSpec = Field(default_factory=TensorRTSpec)
 
     @field_validator("device")
     @classmethod

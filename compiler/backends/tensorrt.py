@@ -15,8 +15,8 @@ unavailable on machines without it.
 from __future__ import annotations
 
 import functools
-from collections import deque
 import logging
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,11 +24,9 @@ import torch
 
 from compiler.backends.base import Backend, EngineMeta, EngineRunner, TensorMeta
 from compiler.backends.tensorrt_config import (
-    DEFAULT_OPTIMIZATION_LEVEL,
     IO_DTYPES,
     TRT_TO_TORCH_DTYPE,
     BuilderSettings,
-    HardwareCompatibility,
     ShapeRange,
     check_engine_compatible,
     check_input_shape,
@@ -144,23 +142,17 @@ class TensorRTBackend(Backend):
         spec: CompileSpec,
         inputs: Sequence[TensorMeta],
         outputs: Sequence[TensorMeta],
-        *,
-        workspace_bytes: int | None = None,
-        optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL,
-        timing_cache: str | None = None,
-        hardware_compatibility: HardwareCompatibility = "none",
-        version_compatible: bool = False,
-        tf32: bool = False,
     ) -> tuple[bytes, dict[str, Any]]:
+        options = spec.tensorrt
         settings = derive_settings(
             spec,
             inputs,
-            workspace_bytes=workspace_bytes,
-            optimization_level=optimization_level,
-            timing_cache=timing_cache,
-            hardware_compatibility=hardware_compatibility,
-            version_compatible=version_compatible,
-            tf32=tf32,
+            workspace_bytes=options.workspace_mb * 2**20 if options.workspace_mb else None,
+            optimization_level=options.optimization_level,
+            timing_cache=options.timing_cache,
+            hardware_compatibility=options.hardware_compatibility,
+            version_compatible=options.version_compatible,
+            tf32=options.tf32,
         )
         quantized = _precheck(onnx_model, outputs)
         if spec.precision == "int8" and not quantized:
