@@ -100,9 +100,11 @@ class OnnxRuntimeRunner(EngineRunner):
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if self._on_cuda:
             return self._run_cuda(inputs)
-        feed = {name: _as_numpy(t) for name, t in zip(self._input_names, inputs, strict=True)}
-        outputs = self._run(self._output_names, feed, self._options)
-        return [torch.from_numpy(np.asarray(o)) for o in outputs]
+        feed = {
+            name: t.numpy() if t.device.type == "cpu" and not t.requires_grad else _as_numpy(t)
+            for name, t in zip(self._input_names, inputs, strict=True)
+        }
+        return [torch.from_numpy(o) for o in self._run(self._output_names, feed, self._options)]
 
     def _run_cuda(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         device = torch.device(self.meta.device)
