@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import onnx_ir as ir
+from onnx_ir.passes.common import RemoveUnusedNodesPass
 import torch
 from torch import fx
 
@@ -111,6 +112,8 @@ def convert_graph(
         name=name,
     )
     model = ir.Model(graph, ir_version=10, producer_name="orchestrate")
+    # size evaluators may have emitted Shape/Gather nodes that no converter ended up using
+    RemoveUnusedNodesPass()(model)
     return ConvertedGraph(
         model=model,
         input_names=[v.name or "" for v in ctx.inputs],

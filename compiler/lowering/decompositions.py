@@ -7,6 +7,8 @@ what makes the backends' own fusions fire. Anything without a converter decompos
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -14,9 +16,16 @@ import torch
 from compiler.conversion.registry import REGISTRY
 
 
-def decomposition_table() -> Any:
+@functools.cache
+def _materialized() -> dict[Any, Callable[..., Any]]:
+    # Building torch's table costs ~0.3 s; ExportedProgram.run_decompositions copies the dict
+    # it is given, so one materialized table can serve every compile in the process.
     table = torch.export.default_decompositions()
     for op in list(table.keys()):
         if op in REGISTRY:
             del table[op]
-    return table
+    return dict(table.materialize())
+
+
+def decomposition_table() -> dict[Any, Callable[..., Any]]:
+    return dict(_materialized())

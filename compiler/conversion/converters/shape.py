@@ -26,7 +26,9 @@ INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 
 
-def arg_or_default(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str, default: Any = None) -> Any:
+def arg_or_default(
+    args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str, default: Any = None
+) -> Any:
     """Argument ``index`` (or keyword ``name``) of an ATen call, or the schema default."""
     if len(args) > index:
         return args[index]
@@ -85,7 +87,9 @@ def static_shape(node: Any) -> list[int] | None:
 
 
 # ---------------------------------------------------------------------------------- views
-def _reshape_spec(ctx: ConversionContext, node: fx.Node, sizes: Sequence[Any]) -> tuple[ir.Value, bool]:
+def _reshape_spec(
+    ctx: ConversionContext, node: fx.Node, sizes: Sequence[Any]
+) -> tuple[ir.Value, bool]:
     """The Reshape target for ``node`` and whether it needs ``allowzero``."""
     out_shape = ctx.node_shape(node)
     in_shape = ctx.node_shape(node.args[0])  # type: ignore[arg-type]
@@ -113,14 +117,18 @@ def _reshape_spec(ctx: ConversionContext, node: fx.Node, sizes: Sequence[Any]) -
     aten.reshape.default,
     onnx_ops={"Reshape", "Concat", "Cast"},
 )
-def aten_view(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_view(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """view(Tensor(a) self, SymInt[] size) -> Tensor(a)"""
     target, allowzero = _reshape_spec(ctx, node, args[1])
     return ctx.op("Reshape", args[0], target, allowzero=1 if allowzero else None)
 
 
 @converter(aten.permute.default, onnx_ops={"Transpose"})
-def aten_permute(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_permute(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """permute(Tensor(a) self, int[] dims) -> Tensor(a)"""
     rank = ctx.node_rank(node.args[0])
     perm = normalize_dims(args[1], rank)
@@ -130,7 +138,9 @@ def aten_permute(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], k
 
 
 @converter(aten.transpose.int, onnx_ops={"Transpose"})
-def aten_transpose(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_transpose(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """transpose.int(Tensor(a) self, int dim0, int dim1) -> Tensor(a)"""
     rank = ctx.node_rank(node.args[0])
     if rank < 2:
@@ -144,7 +154,9 @@ def aten_transpose(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...],
 
 
 @converter(aten.t.default, onnx_ops={"Transpose"})
-def aten_t(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_t(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """t(Tensor(a) self) -> Tensor(a)"""
     if ctx.node_rank(node.args[0]) < 2:
         return args[0]
@@ -152,7 +164,9 @@ def aten_t(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs:
 
 
 @converter(aten.expand.default, aten.expand_copy.default, onnx_ops={"Expand", "Concat", "Cast"})
-def aten_expand(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_expand(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)"""
     in_shape = ctx.node_shape(node.args[0])  # type: ignore[arg-type]
     out_shape = ctx.node_shape(node)
@@ -169,7 +183,11 @@ def aten_expand(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kw
             spec.append(sizes[i])
         else:
             raise ConversionError(f"expand: cannot tell the size of dimension {i} of {node.name}")
-    if offset == 0 and all(s == 1 for s in spec if isinstance(s, int)) and all(isinstance(s, int) for s in spec):
+    if (
+        offset == 0
+        and all(s == 1 for s in spec if isinstance(s, int))
+        and all(isinstance(s, int) for s in spec)
+    ):
         return args[0]
     return ctx.op("Expand", args[0], ctx.shape_tensor(spec))
 
@@ -188,14 +206,18 @@ def _squeeze(ctx: ConversionContext, node: fx.Node, x: ir.Value, dims: Any) -> i
 
 
 @converter(aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims, onnx_ops={"Squeeze"})
-def aten_squeeze(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_squeeze(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """squeeze.dims(Tensor(a) self, int[] dim) -> Tensor(a)"""
     dims = arg_or_default(args, kwargs, 1, "dim")
     return _squeeze(ctx, node, args[0], dims)
 
 
 @converter(aten.unsqueeze.default, onnx_ops={"Unsqueeze"})
-def aten_unsqueeze(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_unsqueeze(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """unsqueeze(Tensor(a) self, int dim) -> Tensor(a)"""
     axis = normalize_dim(args[1], ctx.node_rank(node.args[0]) + 1)
     return ctx.op("Unsqueeze", args[0], ctx.ints([axis]))
@@ -205,18 +227,29 @@ def aten_unsqueeze(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...],
 def _is_legacy_empty(node: Any) -> bool:
     # torch.cat skips 1-D tensors of size 0 whatever the other tensors' rank (legacy behaviour)
     val = fake_of(node)
-    return isinstance(val, torch.Tensor) and val.dim() == 1 and isinstance(val.shape[0], int) and val.shape[0] == 0
+    return (
+        isinstance(val, torch.Tensor)
+        and val.dim() == 1
+        and isinstance(val.shape[0], int)
+        and val.shape[0] == 0
+    )
 
 
 @converter(aten.cat.default, onnx_ops={"Concat", "Cast"})
-def aten_cat(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_cat(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """cat(Tensor[] tensors, int dim=0) -> Tensor"""
     dtype = ctx.node_dtype(node)
     fx_tensors = node.args[0]
     assert isinstance(fx_tensors, (list, tuple))
     rank = ctx.node_rank(node)
     axis = normalize_dim(arg_or_default(args, kwargs, 1, "dim", 0), rank)
-    values = [ctx.cast(v, dtype) for v, n in zip(args[0], fx_tensors, strict=True) if not _is_legacy_empty(n)]
+    values = [
+        ctx.cast(v, dtype)
+        for v, n in zip(args[0], fx_tensors, strict=True)
+        if not _is_legacy_empty(n)
+    ]
     if not values:
         return ctx.const(torch.empty(0, dtype=dtype))
     if len(values) == 1:
@@ -225,7 +258,9 @@ def aten_cat(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwarg
 
 
 @converter(aten.stack.default, onnx_ops={"Concat", "Unsqueeze", "Cast"})
-def aten_stack(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_stack(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """stack(Tensor[] tensors, int dim=0) -> Tensor"""
     dtype = ctx.node_dtype(node)
     axis = normalize_dim(arg_or_default(args, kwargs, 1, "dim", 0), ctx.node_rank(node))
@@ -235,13 +270,21 @@ def aten_stack(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwa
 
 
 # -------------------------------------------------------------------------------- splits
-def _split(ctx: ConversionContext, node: fx.Node, x: ir.Value, sizes: list[int | ir.Value], axis: int) -> tuple[ir.Value, ...]:
+def _split(
+    ctx: ConversionContext, node: fx.Node, x: ir.Value, sizes: list[int | ir.Value], axis: int
+) -> tuple[ir.Value, ...]:
     dtype = ctx.node_dtype(node, 0)
     if len(sizes) == 1:
         return (x,)
-    if all(isinstance(s, int) for s in sizes):
+    static = [s for s in sizes if isinstance(s, int)]
+    if len(static) == len(sizes):
         outs = ctx.op_multi(
-            "Split", x, ctx.ints([int(s) for s in sizes]), num_outputs=len(sizes), dtypes=[dtype] * len(sizes), axis=axis
+            "Split",
+            x,
+            ctx.ints(static),
+            num_outputs=len(sizes),
+            dtypes=[dtype] * len(sizes),
+            axis=axis,
         )
         return tuple(outs)
     pieces = []
@@ -253,8 +296,12 @@ def _split(ctx: ConversionContext, node: fx.Node, x: ir.Value, sizes: list[int |
     return tuple(pieces)
 
 
-@converter(aten.split.Tensor, onnx_ops={"Split", "Slice", "Add", "Mul", "Cast", "Concat", "Reshape"})
-def aten_split(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ir.Value, ...]:
+@converter(
+    aten.split.Tensor, onnx_ops={"Split", "Slice", "Add", "Mul", "Cast", "Concat", "Reshape"}
+)
+def aten_split(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[ir.Value, ...]:
     """split.Tensor(Tensor(a -> *) self, SymInt split_size, int dim=0) -> Tensor(a)[]"""
     x, split_size = args[0], args[1]
     rank = ctx.node_rank(node.args[0])
@@ -269,12 +316,15 @@ def aten_split(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwa
         # symbolic chunk size: every piece but the last has split_size elements
         starts = [mul_sizes(ctx, i, split_size) for i in range(count)]
         return tuple(
-            slice_axis(ctx, x, axis, starts[i], INT64_MAX if i == count - 1 else starts[i + 1]) for i in range(count)
+            slice_axis(ctx, x, axis, starts[i], INT64_MAX if i == count - 1 else starts[i + 1])
+            for i in range(count)
         )
     return _split(ctx, node, x, sizes, axis)
 
 
-@converter(aten.split_with_sizes.default, onnx_ops={"Split", "Slice", "Add", "Cast", "Concat", "Reshape"})
+@converter(
+    aten.split_with_sizes.default, onnx_ops={"Split", "Slice", "Add", "Cast", "Concat", "Reshape"}
+)
 def aten_split_with_sizes(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[ir.Value, ...]:
@@ -284,16 +334,22 @@ def aten_split_with_sizes(
 
 
 @converter(aten.unbind.int, onnx_ops={"Gather"})
-def aten_unbind(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ir.Value, ...]:
+def aten_unbind(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[ir.Value, ...]:
     """unbind.int(Tensor(a -> *) self, int dim=0) -> Tensor(a)[]"""
     axis = normalize_dim(arg_or_default(args, kwargs, 1, "dim", 0), ctx.node_rank(node.args[0]))
     count = len(fake_of(node))
-    return tuple(ctx.op("Gather", args[0], ctx.const(i, torch.int64), axis=axis) for i in range(count))
+    return tuple(
+        ctx.op("Gather", args[0], ctx.const(i, torch.int64), axis=axis) for i in range(count)
+    )
 
 
 # ------------------------------------------------------------------------------- slicing
 @converter(aten.slice.Tensor, onnx_ops={"Slice", "Cast", "Reshape"})
-def aten_slice(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_slice(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """slice.Tensor(Tensor(a) self, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor(a)"""
     x = args[0]
     in_shape = ctx.node_shape(node.args[0])  # type: ignore[arg-type]
@@ -304,32 +360,54 @@ def aten_slice(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwa
     start = 0 if start is None else start
     end = INT64_MAX if end is None else end
     size = in_shape[axis]
-    if start == 0 and step == 1 and isinstance(end, int) and (end == INT64_MAX or (isinstance(size, int) and end >= size)):
+    if (
+        start == 0
+        and step == 1
+        and isinstance(end, int)
+        and (end == INT64_MAX or (isinstance(size, int) and end >= size))
+    ):
         return x
     return slice_axis(ctx, x, axis, start, end, step)
 
 
 @converter(aten.select.int, onnx_ops={"Gather", "Cast"})
-def aten_select(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_select(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """select.int(Tensor(a) self, int dim, SymInt index) -> Tensor(a)"""
     axis = normalize_dim(args[1], ctx.node_rank(node.args[0]))
     index = args[2]
-    index = ctx.cast(index, torch.int64) if isinstance(index, ir.Value) else ctx.const(int(index), torch.int64)
+    index = (
+        ctx.cast(index, torch.int64)
+        if isinstance(index, ir.Value)
+        else ctx.const(int(index), torch.int64)
+    )
     return ctx.op("Gather", args[0], index, axis=axis)
 
 
 # ------------------------------------------------------------------------ reorder, repeat
 @converter(aten.flip.default, onnx_ops={"Slice"})
-def aten_flip(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_flip(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """flip(Tensor self, int[] dims) -> Tensor"""
     axes = sorted(set(normalize_dims(args[1], ctx.node_rank(node.args[0]))))
     if not axes:
         return args[0]
     n = len(axes)
-    return ctx.op("Slice", args[0], ctx.ints([-1] * n), ctx.ints([INT64_MIN] * n), ctx.ints(axes), ctx.ints([-1] * n))
+    return ctx.op(
+        "Slice",
+        args[0],
+        ctx.ints([-1] * n),
+        ctx.ints([INT64_MIN] * n),
+        ctx.ints(axes),
+        ctx.ints([-1] * n),
+    )
 
 
-def _roll_axis(ctx: ConversionContext, x: ir.Value, shift: int | ir.Value, axis: int, size: int | str) -> ir.Value:
+def _roll_axis(
+    ctx: ConversionContext, x: ir.Value, shift: int | ir.Value, axis: int, size: int | str
+) -> ir.Value:
     if isinstance(size, int) and isinstance(shift, int):
         if size == 0 or shift % size == 0:
             return x
@@ -344,8 +422,13 @@ def _roll_axis(ctx: ConversionContext, x: ir.Value, shift: int | ir.Value, axis:
     return ctx.op("Concat", tail, head, axis=axis)
 
 
-@converter(aten.roll.default, onnx_ops={"Slice", "Concat", "Reshape", "Shape", "Gather", "Mod", "Sub", "Cast"})
-def aten_roll(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+@converter(
+    aten.roll.default,
+    onnx_ops={"Slice", "Concat", "Reshape", "Shape", "Gather", "Mod", "Sub", "Cast"},
+)
+def aten_roll(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor"""
     x = args[0]
     shifts = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
@@ -368,7 +451,9 @@ def aten_roll(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwar
 
 
 @converter(aten.repeat.default, onnx_ops={"Tile", "Unsqueeze", "Concat", "Cast", "Reshape"})
-def aten_repeat(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+def aten_repeat(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
     """repeat(Tensor self, SymInt[] repeats) -> Tensor"""
     x, repeats = args[0], list(args[1])
     extra = len(repeats) - ctx.node_rank(node.args[0])
