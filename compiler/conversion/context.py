@@ -45,7 +45,7 @@ _SAME_TYPE_OPS = frozenset(
     ConvTranspose BatchNormalization LayerNormalization InstanceNormalization GroupNormalization
     GlobalAveragePool GlobalMaxPool Not Einsum Tan Asin Acos Atan Sinh Cosh Asinh Acosh Atanh
     BitwiseAnd BitwiseOr BitwiseXor BitwiseNot Range ReduceLogSumExp Selu Celu ThresholdedRelu
-    PRelu IsNaN IsInf""".split()
+    PRelu ReduceSumSquare ReduceL1 Range""".split()
 )
 _BOOL_OPS = frozenset("Equal Greater GreaterOrEqual Less LessOrEqual Not And Or Xor IsNaN IsInf".split())
 _INT64_OPS = frozenset("Shape Size ArgMax ArgMin NonZero".split())

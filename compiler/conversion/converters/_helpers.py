@@ -8,7 +8,6 @@ from typing import Any
 import onnx_ir as ir
 import torch
 from torch import fx
-
 from torch._prims_common import ELEMENTWISE_TYPE_PROMOTION_KIND, elementwise_dtypes
 
 from compiler.conversion.context import ConversionContext, fake_of
@@ -82,3 +81,10 @@ def used_outputs(node: fx.Node) -> set[int]:
         else:
             used.update(range(count))
     return used
+
+
+def argument(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any = None) -> Any:
+    """A schema argument that may arrive positionally (at ``index``) or by ``name``."""
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)

@@ -135,7 +135,8 @@ def _validate_einsum(node: fx.Node) -> str | None:
     equation = node.args[0]
     if not isinstance(equation, str) or _einsum_equation(equation) is None:
         return f"einsum equation {equation!r} uses characters ONNX Einsum does not accept"
-    if any(fake_of(t).dtype == torch.bool for t in node.args[1]):
+    operands: Any = node.args[1]
+    if any(fake_of(t).dtype == torch.bool for t in operands):
         return "ONNX Einsum has no bool form"
     return None
 

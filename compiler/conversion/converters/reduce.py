@@ -16,16 +16,10 @@ import torch
 from torch import fx
 
 from compiler.conversion.context import ConversionContext, fake_of
-from compiler.conversion.converters._helpers import normalize_dim, out_dtype
+from compiler.conversion.converters._helpers import argument, normalize_dim, out_dtype
 from compiler.conversion.registry import converter
 
 aten = torch.ops.aten
-
-
-def _get(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any = None) -> Any:
-    if len(args) > index:
-        return args[index]
-    return kwargs.get(name, default)
 
 
 def _reduce_dims(dims: Any, rank: int) -> list[int] | None:
@@ -70,8 +64,8 @@ def _reduced_count(ctx: ConversionContext, x: ir.Value, node: fx.Node, dims: lis
 def aten_sum(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
     """sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor"""
     # sum.default has no dim/keepdim; its only option, dtype, is keyword-only
-    dims = _get(args, kwargs, 1, "dim")
-    keepdim = bool(_get(args, kwargs, 2, "keepdim", False))
+    dims = argument(args, kwargs, 1, "dim")
+    keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
     # the output dtype is the dtype argument, or int64 for bool/integer inputs: sum in it
     x = ctx.cast(args[0], out_dtype(node))
     return _reduce(ctx, "ReduceSum", x, _reduce_dims(dims, _input_rank(ctx, node)), keepdim)
@@ -80,8 +74,8 @@ def aten_sum(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwarg
 @converter(aten.mean.dim, aten.mean.default, onnx_ops={"ReduceMean", "Cast"})
 def aten_mean(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
     """mean.dim(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor"""
-    dims = _get(args, kwargs, 1, "dim")
-    keepdim = bool(_get(args, kwargs, 2, "keepdim", False))
+    dims = argument(args, kwargs, 1, "dim")
+    keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
     x = ctx.cast(args[0], out_dtype(node))
     return _reduce(ctx, "ReduceMean", x, _reduce_dims(dims, _input_rank(ctx, node)), keepdim)
 
@@ -89,8 +83,8 @@ def aten_mean(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwar
 @converter(aten.prod.dim_int, aten.prod.default, onnx_ops={"ReduceProd", "Cast"})
 def aten_prod(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
     """prod.dim_int(Tensor self, int dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor"""
-    dims = _get(args, kwargs, 1, "dim")
-    keepdim = bool(_get(args, kwargs, 2, "keepdim", False))
+    dims = argument(args, kwargs, 1, "dim")
+    keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
     x = ctx.cast(args[0], out_dtype(node))
     return _reduce(ctx, "ReduceProd", x, _reduce_dims(dims, _input_rank(ctx, node)), keepdim)
 
@@ -100,8 +94,8 @@ def aten_amax(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwar
     """amax(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor
 
     Also max(Tensor self) -> Tensor, the maximum over every element."""
-    dims = _get(args, kwargs, 1, "dim")
-    keepdim = bool(_get(args, kwargs, 2, "keepdim", False))
+    dims = argument(args, kwargs, 1, "dim")
+    keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
     # opset 20 ReduceMax/ReduceMin take bool, so bool inputs need no cast
     return _reduce(ctx, "ReduceMax", args[0], _reduce_dims(dims, _input_rank(ctx, node)), keepdim)
 
@@ -111,8 +105,8 @@ def aten_amin(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwar
     """amin(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor
 
     Also min(Tensor self) -> Tensor, the minimum over every element."""
-    dims = _get(args, kwargs, 1, "dim")
-    keepdim = bool(_get(args, kwargs, 2, "keepdim", False))
+    dims = argument(args, kwargs, 1, "dim")
+    keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
     return _reduce(ctx, "ReduceMin", args[0], _reduce_dims(dims, _input_rank(ctx, node)), keepdim)
 
 
@@ -129,10 +123,10 @@ def _values_and_indices(
 ) -> tuple[ir.Value, ir.Value]:
     x = args[0]
     rank = _input_rank(ctx, node)
-    keepdim = bool(_get(args, kwargs, 2, "keepdim", False))
+    keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
     if rank == 0:
         return ctx.op("Identity", x), ctx.const(0, torch.int64)
-    dim = normalize_dim(int(_get(args, kwargs, 1, "dim")), rank)
+    dim = normalize_dim(int(argument(args, kwargs, 1, "dim")), rank)
     values = _reduce(ctx, reduce_op, x, [dim], keepdim)
     # select_last_index=0: the first of equal extremes, as PyTorch returns
     indices = ctx.op(arg_op, _arg_input(ctx, x), axis=dim, keepdims=int(keepdim), select_last_index=0)
@@ -158,8 +152,8 @@ def aten_min_dim(
 def _arg_extreme(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any], op: str) -> ir.Value:
     x = _arg_input(ctx, args[0])
     rank = _input_rank(ctx, node)
-    dim = _get(args, kwargs, 1, "dim")
-    keepdim = bool(_get(args, kwargs, 2, "keepdim", False))
+    dim = argument(args, kwargs, 1, "dim")
+    keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
     if dim is not None and rank > 0:
         return ctx.op(op, x, axis=normalize_dim(int(dim), rank), keepdims=int(keepdim), select_last_index=0)
     # dim=None: the index into the flattened tensor; keepdim keeps every dim at size one
@@ -187,7 +181,7 @@ def _variance(
 ) -> tuple[ir.Value, ir.Value]:
     """(variance, mean) with the reduction dims kept as size-one dims."""
     x = args[0]
-    dims = _reduce_dims(_get(args, kwargs, 1, "dim"), _input_rank(ctx, node))
+    dims = _reduce_dims(argument(args, kwargs, 1, "dim"), _input_rank(ctx, node))
     correction = kwargs.get("correction")
     correction = 1 if correction is None else correction
     keepdim = bool(kwargs.get("keepdim", False))
@@ -245,9 +239,9 @@ def aten_linalg_vector_norm(
     """linalg_vector_norm(Tensor self, Scalar ord=2, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor"""
     dtype = out_dtype(node)
     x = ctx.cast(args[0], dtype)
-    ord_ = float(_get(args, kwargs, 1, "ord", 2))
-    dims = _reduce_dims(_get(args, kwargs, 2, "dim"), _input_rank(ctx, node))
-    keepdim = bool(_get(args, kwargs, 3, "keepdim", False))
+    ord_ = float(argument(args, kwargs, 1, "ord", 2))
+    dims = _reduce_dims(argument(args, kwargs, 2, "dim"), _input_rank(ctx, node))
+    keepdim = bool(argument(args, kwargs, 3, "keepdim", False))
     if ord_ == 2:
         return _reduce(ctx, "ReduceL2", x, dims, keepdim)
     if ord_ == 1:
@@ -276,8 +270,8 @@ def _truth(ctx: ConversionContext, x: ir.Value) -> ir.Value:
 def _any_all(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any], op: str
 ) -> ir.Value:
-    dims = _reduce_dims(_get(args, kwargs, 1, "dim"), _input_rank(ctx, node))
-    keepdim = bool(_get(args, kwargs, 2, "keepdim", False))
+    dims = _reduce_dims(argument(args, kwargs, 1, "dim"), _input_rank(ctx, node))
+    keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
     # bool ReduceMax is "any" and bool ReduceMin is "all" (bool reductions exist since opset 20)
     result = _reduce(ctx, op, _truth(ctx, args[0]), dims, keepdim)
     # uint8 inputs give uint8 results in PyTorch
@@ -316,8 +310,8 @@ _LOGSUMEXP_OPS = {"ReduceMax", "IsInf", "Where", "Sub", "Exp", "ReduceSum", "Squ
 def aten_logsumexp(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
     """logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor"""
     x = ctx.cast(args[0], out_dtype(node))
-    dims = _reduce_dims(_get(args, kwargs, 1, "dim"), _input_rank(ctx, node))
-    keepdim = bool(_get(args, kwargs, 2, "keepdim", False))
+    dims = _reduce_dims(argument(args, kwargs, 1, "dim"), _input_rank(ctx, node))
+    keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
     return logsumexp(ctx, x, dims, keepdim)
 
 
