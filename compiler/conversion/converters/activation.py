@@ -302,11 +302,21 @@ def _validate_glu(node: fx.Node) -> str | None:
     return None
 
 
-@converter(aten.glu.default, onnx_ops={"Split", "Sigmoid", "Mul"}, validator=validate_dtypes(FLOATS, extra=_validate_glu))
+@converter(
+    aten.glu.default,
+    onnx_ops={"Split", "Sigmoid", "Mul", "Shape", "Gather", "Div", "Concat"},
+    validator=validate_dtypes(FLOATS, extra=_validate_glu),
+)
 def aten_glu(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
     """glu(Tensor self, int dim=-1) -> Tensor"""
     x = args[0]
     dim = normalize_dim(int(_arg(args, kwargs, 1, "dim", -1)), ctx.node_rank(node.args[0]))
     dtype = ctx.dtype(x)
-    first, second = ctx.op_multi("Split", x, num_outputs=2, dtypes=[dtype, dtype], axis=dim)
+    half_size = ctx.node_shape(node)[dim]
+    if isinstance(half_size, int):
+        halves = ctx.ints([half_size, half_size])
+    else:
+        half = ctx.op("Div", ctx.dim(x, dim), ctx.ints([2]))
+        halves = ctx.op("Concat", half, half, axis=0)
+    first, second = ctx.op_multi("Split", x, halves, num_outputs=2, dtypes=[dtype, dtype], axis=dim)
     return ctx.op("Mul", first, ctx.op("Sigmoid", second))

@@ -2,8 +2,7 @@
 fmod, unary math (exp, log, trigonometry, rounding, sign...), with PyTorch's type promotion.
 
 Helpers shared by the elementwise families (comparison, activation, cast) live here too: the
-dtype validators, the promotion of a subset of operands, and a few exact formulas (trunc,
-signbit) that ONNX has no single op for.
+dtype validators and a few exact formulas (trunc, signbit) that ONNX has no single op for.
 
 Composite formulas on float16/bfloat16 compute in float32 and round once at the end, because
 PyTorch computes them in float32 ("opmath") on every device: rounding each step to half
@@ -20,9 +19,9 @@ from typing import Any
 import onnx_ir as ir
 import torch
 from torch import fx
-from torch._prims_common import ELEMENTWISE_TYPE_PROMOTION_KIND, elementwise_dtypes
+from torch._ops import OpOverload
 
-from compiler.conversion.context import TORCH_TO_ONNX, ConversionContext, ConversionError, fake_of
+from compiler.conversion.context import TORCH_TO_ONNX, ConversionContext, fake_of
 from compiler.conversion.converters._helpers import compute_dtype, out_dtype, promote
 from compiler.conversion.registry import Validator, converter
 
@@ -78,27 +77,6 @@ def validate_dtypes(
     return validate
 
 
-def result_dtype(*operands: Any) -> torch.dtype:
-    """``torch.result_type`` over fx operands (tensors, 0-d tensors, Python scalars)."""
-    stand_ins: list[Any] = []
-    for op in operands:
-        val = fake_of(op)
-        if isinstance(val, torch.Tensor):
-            stand_ins.append(torch.empty((1,) * min(val.dim(), 1), dtype=val.dtype))
-        elif isinstance(val, (bool, int, float)):
-            stand_ins.append(val)
-        elif isinstance(val, torch.SymInt):
-            stand_ins.append(1)
-        elif isinstance(val, torch.SymFloat):
-            stand_ins.append(1.0)
-    if not any(isinstance(s, torch.Tensor) for s in stand_ins):
-        raise ConversionError("type promotion needs at least one tensor operand")
-    _, dtype = elementwise_dtypes(
-        *stand_ins, type_promotion_kind=ELEMENTWISE_TYPE_PROMOTION_KIND.DEFAULT
-    )
-    return dtype
-
-
 def opmath(dtype: torch.dtype) -> torch.dtype:
     """The dtype PyTorch evaluates a formula in: float32 for the half-precision types."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
@@ -112,12 +90,8 @@ def trunc(ctx: ConversionContext, x: ir.Value) -> ir.Value:
 def signbit(ctx: ConversionContext, x: ir.Value) -> ir.Value:
     """True where the sign bit is set, including -0.0 (seen through 1 / -0.0 == -inf)."""
     zero = ctx.scalar_like(0, x)
-    return ctx.op(
-        "Where",
-        ctx.op("Equal", x, zero),
-        ctx.op("Less", ctx.op("Reciprocal", x), zero),
-        ctx.op("Less", x, zero),
-    )
+    negative_zero = ctx.op("And", ctx.op("Equal", x, zero), ctx.op("Less", ctx.op("Reciprocal", x), zero))
+    return ctx.op("Or", ctx.op("Less", x, zero), negative_zero)
 
 
 def is_nonzero(ctx: ConversionContext, x: ir.Value) -> ir.Value:
@@ -133,12 +107,6 @@ def _alpha_scaled(ctx: ConversionContext, other: ir.Value, alpha: Any) -> ir.Val
     if alpha is None or alpha == 1:
         return other
     return ctx.op("Mul", other, ctx.scalar_like(alpha, other))
-
-
-def _no_bool(node: fx.Node) -> str | None:
-    if compute_dtype(node) == torch.bool:
-        return f"{node.target} is not defined on bool tensors"
-    return None
 
 
 # --------------------------------------------------------------------------- add, sub, mul, div
@@ -429,7 +397,7 @@ def aten_addcdiv(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], k
 @converter(
     aten.lerp.Scalar,
     aten.lerp.Tensor,
-    onnx_ops={"Sub", "Mul", "Add", "Less", "Where", "Cast"},
+    onnx_ops={"Sub", "Mul", "Add", "Less", "Abs", "Where", "Cast"},
     validator=validate_dtypes(FLOATS, why="lerp is defined on floating tensors"),
 )
 def aten_lerp(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
@@ -453,7 +421,7 @@ def aten_lerp(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwar
     return ctx.cast(ctx.op("Where", small, low, high), dtype)
 
 
-# --------------------------------------------------------------------------- unary: sign and size
+# --------------------------------------------------------------------------- unary: negation, magnitude, sign
 @converter(
     aten.neg.default,
     onnx_ops={"Neg", "Sub"},
@@ -496,20 +464,47 @@ def aten_sign(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwar
 
 
 # --------------------------------------------------------------------------- unary float math
-def _float_unary(ctx: ConversionContext, node: fx.Node, x: ir.Value, op_type: str) -> ir.Value:
-    return ctx.op(op_type, unary_operand(ctx, node, x))
-
-
 _FLOAT_OUT = validate_dtypes()
 _FLOAT_OUT_NO_F64 = validate_dtypes(
     NO_FLOAT64, why="ONNX Runtime's CPU provider has no float64 kernel for it"
 )
 
+# Float-valued unary ops that are one ONNX op each: overload -> (ONNX op, has a float64 kernel in
+# ONNX Runtime's CPU provider). Integer and bool inputs compute in float32, as PyTorch promotes.
+_ONE_TO_ONE: dict[OpOverload, tuple[str, bool]] = {
+    aten.exp.default: ("Exp", True),
+    aten.log.default: ("Log", True),
+    aten.sqrt.default: ("Sqrt", True),
+    aten.reciprocal.default: ("Reciprocal", True),
+    aten.sin.default: ("Sin", True),
+    aten.cos.default: ("Cos", True),
+    aten.tan.default: ("Tan", False),
+    aten.asin.default: ("Asin", False),
+    aten.acos.default: ("Acos", False),
+    aten.atan.default: ("Atan", False),
+    aten.sinh.default: ("Sinh", False),
+    aten.cosh.default: ("Cosh", False),
+    aten.asinh.default: ("Asinh", False),
+    aten.acosh.default: ("Acosh", False),
+    aten.atanh.default: ("Atanh", False),
+    aten.erf.default: ("Erf", False),
+}
 
-@converter(aten.exp.default, onnx_ops={"Exp", "Cast"}, validator=_FLOAT_OUT)
-def aten_exp(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """exp(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Exp")
+
+def _register_one_to_one(target: OpOverload, op_type: str, float64: bool) -> None:
+    def convert(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+        return ctx.op(op_type, unary_operand(ctx, node, args[0]))
+
+    # named and documented like a hand-written converter, so tracebacks and `orchestrate ops`
+    # read "aten_exp" with its schema
+    convert.__name__ = convert.__qualname__ = f"aten_{target._opname}"
+    convert.__doc__ = str(target._schema)
+    validator = _FLOAT_OUT if float64 else _FLOAT_OUT_NO_F64
+    converter(target, onnx_ops={op_type, "Cast"}, validator=validator)(convert)
+
+
+for _target, (_op_type, _float64) in _ONE_TO_ONE.items():
+    _register_one_to_one(_target, _op_type, _float64)
 
 
 @converter(aten.exp2.default, onnx_ops={"Pow", "Cast"}, validator=_FLOAT_OUT)
@@ -534,12 +529,6 @@ def aten_expm1(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwa
     result = ctx.op("Where", ctx.op("Equal", um1, ctx.scalar_like(-1, u)), um1, result)
     result = ctx.op("Where", ctx.op("Equal", u, ctx.scalar_like(math.inf, u)), u, result)
     return ctx.cast(result, dtype)
-
-
-@converter(aten.log.default, onnx_ops={"Log", "Cast"}, validator=_FLOAT_OUT)
-def aten_log(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """log(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Log")
 
 
 def _log_base(ctx: ConversionContext, node: fx.Node, x: ir.Value, base: float) -> ir.Value:
@@ -573,97 +562,13 @@ def aten_log1p(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwa
     return ctx.cast(result, dtype)
 
 
-@converter(aten.sqrt.default, onnx_ops={"Sqrt", "Cast"}, validator=_FLOAT_OUT)
-def aten_sqrt(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """sqrt(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Sqrt")
-
-
 @converter(aten.rsqrt.default, onnx_ops={"Sqrt", "Reciprocal", "Cast"}, validator=_FLOAT_OUT)
 def aten_rsqrt(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
     """rsqrt(Tensor self) -> Tensor"""
-    return ctx.op("Reciprocal", _float_unary(ctx, node, args[0], "Sqrt"))
+    return ctx.op("Reciprocal", ctx.op("Sqrt", unary_operand(ctx, node, args[0])))
 
 
-@converter(aten.reciprocal.default, onnx_ops={"Reciprocal", "Cast"}, validator=_FLOAT_OUT)
-def aten_reciprocal(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """reciprocal(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Reciprocal")
-
-
-@converter(aten.sin.default, onnx_ops={"Sin", "Cast"}, validator=_FLOAT_OUT)
-def aten_sin(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """sin(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Sin")
-
-
-@converter(aten.cos.default, onnx_ops={"Cos", "Cast"}, validator=_FLOAT_OUT)
-def aten_cos(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """cos(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Cos")
-
-
-@converter(aten.tan.default, onnx_ops={"Tan", "Cast"}, validator=_FLOAT_OUT_NO_F64)
-def aten_tan(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """tan(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Tan")
-
-
-@converter(aten.asin.default, onnx_ops={"Asin", "Cast"}, validator=_FLOAT_OUT_NO_F64)
-def aten_asin(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """asin(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Asin")
-
-
-@converter(aten.acos.default, onnx_ops={"Acos", "Cast"}, validator=_FLOAT_OUT_NO_F64)
-def aten_acos(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """acos(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Acos")
-
-
-@converter(aten.atan.default, onnx_ops={"Atan", "Cast"}, validator=_FLOAT_OUT_NO_F64)
-def aten_atan(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """atan(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Atan")
-
-
-@converter(aten.sinh.default, onnx_ops={"Sinh", "Cast"}, validator=_FLOAT_OUT_NO_F64)
-def aten_sinh(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """sinh(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Sinh")
-
-
-@converter(aten.cosh.default, onnx_ops={"Cosh", "Cast"}, validator=_FLOAT_OUT_NO_F64)
-def aten_cosh(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """cosh(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Cosh")
-
-
-@converter(aten.asinh.default, onnx_ops={"Asinh", "Cast"}, validator=_FLOAT_OUT_NO_F64)
-def aten_asinh(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """asinh(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Asinh")
-
-
-@converter(aten.acosh.default, onnx_ops={"Acosh", "Cast"}, validator=_FLOAT_OUT_NO_F64)
-def aten_acosh(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """acosh(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Acosh")
-
-
-@converter(aten.atanh.default, onnx_ops={"Atanh", "Cast"}, validator=_FLOAT_OUT_NO_F64)
-def aten_atanh(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """atanh(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Atanh")
-
-
-@converter(aten.erf.default, onnx_ops={"Erf", "Cast"}, validator=_FLOAT_OUT_NO_F64)
-def aten_erf(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """erf(Tensor self) -> Tensor"""
-    return _float_unary(ctx, node, args[0], "Erf")
-
-
-_ATAN2_OPS = {"Atan", "Div", "Add", "Mul", "Where", "Equal", "Less", "Reciprocal", "And", "IsInf", "Cast"}
+_ATAN2_OPS = {"Atan", "Div", "Add", "Neg", "Where", "Equal", "Less", "Reciprocal", "And", "Or", "IsInf", "Cast"}
 
 
 @converter(aten.atan2.default, onnx_ops=_ATAN2_OPS, validator=_FLOAT_OUT_NO_F64)
