@@ -110,7 +110,7 @@ class ConversionContext:
         """Emit one single-output ONNX node. ``dtype`` annotates the output type when the
         context cannot infer it (e.g. ``Cast`` infers it from ``to``)."""
         attributes = {k: v for k, v in attrs.items() if v is not None}
-        out = self.tape.op(op_type, list(inputs), attributes or None)
+        out = self.tape.op(op_type, _trim(inputs), attributes or None)
         out.name = self._fresh(op_type)
         self._annotate(out, op_type, inputs, attributes, dtype)
         return out
@@ -124,7 +124,7 @@ class ConversionContext:
         **attrs: Any,
     ) -> Sequence[ir.Value]:
         attributes = {k: v for k, v in attrs.items() if v is not None}
-        outs = self.tape.op_multi_out(op_type, list(inputs), attributes or None, num_outputs=num_outputs)
+        outs = self.tape.op_multi_out(op_type, _trim(inputs), attributes or None, num_outputs=num_outputs)
         for i, out in enumerate(outs):
             out.name = self._fresh(op_type)
             given = dtypes[i] if dtypes is not None else None
@@ -284,6 +284,15 @@ class ConversionContext:
 
     def is_static(self, node: fx.Node) -> bool:
         return all(isinstance(d, int) for d in self.node_shape(node))
+
+
+def _trim(inputs: Sequence[ir.Value | None]) -> list[ir.Value | None]:
+    """Drop trailing absent optional inputs: ONNX Runtime 1.32 crashes the process on some ops
+    (LayerNormalization) given a trailing empty input name."""
+    values = list(inputs)
+    while values and values[-1] is None:
+        values.pop()
+    return values
 
 
 def _infer_dtype(value: Any) -> torch.dtype:

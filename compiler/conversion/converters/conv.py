@@ -52,7 +52,9 @@ def _validate_convolution(node: fx.Node) -> str | None:
         if isinstance(arg, (bool, str)):
             continue
         if not _static_ints(arg):
-            return "stride, padding, dilation, output_padding and groups must be compile-time integers"
+            return (
+                "stride, padding, dilation, output_padding and groups must be compile-time integers"
+            )
     return None
 
 
@@ -111,7 +113,18 @@ def aten_convolution(
     n = _spatial_rank(node)
     pads = [int(p) for p in as_list(padding, n)]
     return _emit_conv(
-        ctx, node, x, weight, bias, stride, pads, pads, dilation, bool(transposed), output_padding, int(groups)
+        ctx,
+        node,
+        x,
+        weight,
+        bias,
+        stride,
+        pads,
+        pads,
+        dilation,
+        bool(transposed),
+        output_padding,
+        int(groups),
     )
 
 
@@ -143,7 +156,9 @@ def _validate_conv_padding(node: fx.Node) -> str | None:
         if not _static_ints(values[name]):
             return f"{name} must be a compile-time integer"
     weight = fake_of(node.args[1])
-    if not isinstance(weight, torch.Tensor) or not all(isinstance(k, int) for k in weight.shape[2:]):
+    if not isinstance(weight, torch.Tensor) or not all(
+        isinstance(k, int) for k in weight.shape[2:]
+    ):
         return "padding='same' needs a weight with a static kernel size"
     x = fake_of(node.args[0])
     n = weight.dim() - 2

@@ -40,7 +40,11 @@ def _param(ctx: ConversionContext, value: ir.Value, dtype: torch.dtype) -> ir.Va
 
 
 def _optional_param(
-    ctx: ConversionContext, value: ir.Value | None, fill: float, shape: list[int], dtype: torch.dtype
+    ctx: ConversionContext,
+    value: ir.Value | None,
+    fill: float,
+    shape: list[int],
+    dtype: torch.dtype,
 ) -> ir.Value:
     if value is None:
         return ctx.const(torch.full(shape, fill, dtype=dtype))
@@ -51,7 +55,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _LOW_PRECISION else dtype
 
 
-def _static_channels(node: fx.Node, index: int = 1) -> int | None:
+def _static_channels(node: Any, index: int = 1) -> int | None:
     val = fake_of(node)
     if not isinstance(val, torch.Tensor) or val.dim() <= index:
         return None
@@ -71,7 +75,9 @@ def _float_input(node: fx.Node) -> str | None:
     return None
 
 
-def _channel_affine(ctx: ConversionContext, param: ir.Value, rank: int, dtype: torch.dtype) -> ir.Value:
+def _channel_affine(
+    ctx: ConversionContext, param: ir.Value, rank: int, dtype: torch.dtype
+) -> ir.Value:
     """``param`` of shape (C,) laid out as (C, 1, ..., 1) to broadcast over (N, C, *spatial)."""
     return ctx.op("Reshape", _param(ctx, param, dtype), ctx.ints([-1] + [1] * (rank - 2)))
 
@@ -195,8 +201,6 @@ def _validate_batch_norm_any(node: fx.Node) -> str | None:
         return "the training flag must be a compile-time bool"
     if not training and (len(node.args) < 5 or node.args[3] is None or node.args[4] is None):
         return "inference batch norm without running statistics"
-    if training and _static_channels(node.args[0]) is None and len(node.args) > 1 and node.args[1] is not None:
-        return "batch statistics need a static channel count"
     return None
 
 
@@ -309,19 +313,24 @@ def _layer_norm(
     scale = _optional_param(ctx, weight, 1.0, shape, dtype)
     b = None if bias is None else _param(ctx, bias, dtype)
     # stash_type=1: statistics in float32 whatever the input type, as PyTorch computes them
-    attrs = {"axis": -len(shape), "epsilon": float(eps), "stash_type": 1}
+    attrs: dict[str, Any] = {"axis": -len(shape), "epsilon": float(eps), "stash_type": 1}
     # an absent bias is left off rather than passed as "": ONNX Runtime 1.32 crashes on a
     # trailing empty optional input of LayerNormalization
     inputs = [x, scale] if b is None else [x, scale, b]
+    out = ctx.op("LayerNormalization", *inputs, **attrs)
     if not want_stats:
-        return ctx.op("LayerNormalization", *inputs, **attrs), None, None
-    out, mean, rstd = ctx.op_multi(
-        "LayerNormalization", *inputs, num_outputs=3, dtypes=[dtype, torch.float32, torch.float32], **attrs
-    )
+        return out, None, None
+    # the statistics come from their own reductions: TensorRT imports LayerNormalization with
+    # its first output only
+    rank = _input_rank(node)
+    xc = ctx.cast(x, _compute_dtype(dtype))
+    mean, rstd = _moments(ctx, xc, list(range(rank - len(shape), rank)), float(eps))
     return out, ctx.cast(mean, ctx.node_dtype(node, 1)), ctx.cast(rstd, ctx.node_dtype(node, 2))
 
 
-@converter(aten.layer_norm.default, onnx_ops={"LayerNormalization", "Cast"}, validator=_validate_layer_norm)
+@converter(
+    aten.layer_norm.default, onnx_ops={"LayerNormalization", "Cast"}, validator=_validate_layer_norm
+)
 def aten_layer_norm(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value:
@@ -333,7 +342,11 @@ def aten_layer_norm(
     return _layer_norm(ctx, node, x, normalized_shape, weight, bias, eps, want_stats=False)[0]
 
 
-@converter(aten.native_layer_norm.default, onnx_ops={"LayerNormalization", "Cast"}, validator=_validate_layer_norm)
+@converter(
+    aten.native_layer_norm.default,
+    onnx_ops={"LayerNormalization", *_STATS_OPS},
+    validator=_validate_layer_norm,
+)
 def aten_native_layer_norm(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[ir.Value, ir.Value | None, ir.Value | None]:
@@ -402,7 +415,9 @@ def _group_norm(
 _GROUP_OPS = {"Reshape", "InstanceNormalization", "Mul", "Add", "Shape", "Cast", *_STATS_OPS}
 
 
-@converter(aten.group_norm.default, onnx_ops=_GROUP_OPS, validator=lambda n: _validate_group_norm(n, 1))
+@converter(
+    aten.group_norm.default, onnx_ops=_GROUP_OPS, validator=lambda n: _validate_group_norm(n, 1)
+)
 def aten_group_norm(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value:
@@ -414,7 +429,11 @@ def aten_group_norm(
     return _group_norm(ctx, node, x, int(groups), weight, bias, eps, want_stats=False)[0]
 
 
-@converter(aten.native_group_norm.default, onnx_ops=_GROUP_OPS, validator=lambda n: _validate_group_norm(n, 6))
+@converter(
+    aten.native_group_norm.default,
+    onnx_ops=_GROUP_OPS,
+    validator=lambda n: _validate_group_norm(n, 6),
+)
 def aten_native_group_norm(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[ir.Value, ir.Value | None, ir.Value | None]:
@@ -452,7 +471,9 @@ def _rms_norm(
     y = ctx.op("Div", xc, denom)
     if weight is not None:
         y = ctx.op("Mul", y, _param(ctx, weight, compute))
-    return ctx.cast(y, ctx.node_dtype(node, 0) if isinstance(fake_of(node), tuple) else ctx.node_dtype(node)), denom
+    return ctx.cast(
+        y, ctx.node_dtype(node, 0) if isinstance(fake_of(node), tuple) else ctx.node_dtype(node)
+    ), denom
 
 
 @converter(

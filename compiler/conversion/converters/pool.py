@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,15 +58,42 @@ def _static_int_lists(*values: Any) -> bool:
     return True
 
 
-def _batched(ctx: ConversionContext, node: fx.Node, x: ir.Value, n: int) -> tuple[ir.Value, bool]:
-    """ONNX pools want (N, C, *spatial); PyTorch also takes (C, *spatial)."""
-    if ctx.node_rank(node.args[0]) == n + 1:
-        return ctx.op("Unsqueeze", x, ctx.ints([0])), True
-    return x, False
+@dataclass(frozen=True)
+class _Layout:
+    """How the input was reshaped for ONNX: a batch axis added, and a 1d pool widened to 2d
+    (TensorRT pools only 2d/3d; a trailing size-1 axis makes the same windows)."""
+
+    unbatched: bool
+    widened: bool
 
 
-def _unbatch(ctx: ConversionContext, value: ir.Value, unbatched: bool) -> ir.Value:
-    return ctx.op("Squeeze", value, ctx.ints([0])) if unbatched else value
+def _prepare(
+    ctx: ConversionContext, node: fx.Node, x: ir.Value, n: int
+) -> tuple[ir.Value, _Layout]:
+    layout = _Layout(unbatched=ctx.node_rank(node.args[0]) == n + 1, widened=n == 1)
+    if layout.unbatched:
+        x = ctx.op("Unsqueeze", x, ctx.ints([0]))
+    if layout.widened:
+        x = ctx.op("Unsqueeze", x, ctx.ints([3]))
+    return x, layout
+
+
+def _restore(ctx: ConversionContext, value: ir.Value, layout: _Layout) -> ir.Value:
+    axes = ([0] if layout.unbatched else []) + ([3] if layout.widened else [])
+    return ctx.op("Squeeze", value, ctx.ints(axes)) if axes else value
+
+
+def _widen(attrs: dict[str, Any], layout: _Layout) -> dict[str, Any]:
+    if not layout.widened:
+        return attrs
+    widened = dict(attrs)
+    for key in ("kernel_shape", "strides", "dilations"):
+        if key in widened:
+            widened[key] = [*widened[key], 1]
+    if "pads" in widened:
+        begin, end = widened["pads"]
+        widened["pads"] = [begin, 0, end, 0]
+    return widened
 
 
 def _plane_size(ctx: ConversionContext, x: ir.Value, node: fx.Node, n: int) -> ir.Value:
@@ -77,7 +105,9 @@ def _plane_size(ctx: ConversionContext, x: ir.Value, node: fx.Node, n: int) -> i
     return ctx.op("ReduceProd", dims, keepdims=0)
 
 
-def _torch_indices(ctx: ConversionContext, indices: ir.Value, x: ir.Value, node: fx.Node, n: int) -> ir.Value:
+def _torch_indices(
+    ctx: ConversionContext, indices: ir.Value, x: ir.Value, node: fx.Node, n: int
+) -> ir.Value:
     # ONNX flattens (N, C, *spatial); PyTorch flattens *spatial only
     return ctx.op("Mod", indices, _plane_size(ctx, x, node, n))
 
@@ -94,7 +124,7 @@ _MAX_POOL_RANK = {
 
 
 def _validate_max_pool(node: fx.Node) -> str | None:
-    n = _MAX_POOL_RANK[node.target]  # type: ignore[index]
+    n = _rank_of(node, _MAX_POOL_RANK)
     reason = _check_input(node, n)
     if reason is not None:
         return reason
@@ -109,7 +139,7 @@ def _validate_max_pool(node: fx.Node) -> str | None:
     return None
 
 
-def _pool_attrs(node: fx.Node, n: int, kernel: Any, stride: Any, padding: Any) -> dict[str, Any]:
+def _pool_attrs(n: int, kernel: Any, stride: Any, padding: Any) -> dict[str, Any]:
     kernel_shape = [int(k) for k in as_list(kernel, n)]
     # an empty stride means "the kernel size"
     strides = [int(s) for s in as_list(stride, n)] if stride not in (None, []) else kernel_shape
@@ -122,24 +152,34 @@ def aten_max_pool2d_with_indices(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value | tuple[ir.Value, ir.Value | None]:
     """max_pool2d_with_indices(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> (Tensor, Tensor)"""
-    n = _MAX_POOL_RANK[node.target]  # type: ignore[index]
+    n = _rank_of(node, _MAX_POOL_RANK)
     attrs = _pool_attrs(
-        node, n, _arg(node, 1, "kernel_size", None), _arg(node, 2, "stride", []), _arg(node, 3, "padding", 0)
+        n,
+        _arg(node, 1, "kernel_size", None),
+        _arg(node, 2, "stride", []),
+        _arg(node, 3, "padding", 0),
     )
     attrs["dilations"] = [int(d) for d in as_list(_arg(node, 4, "dilation", 1), n)]
     attrs["ceil_mode"] = int(bool(_arg(node, 5, "ceil_mode", False)))
-    x, unbatched = _batched(ctx, node, args[0], n)
+    x, layout = _prepare(ctx, node, args[0], n)
+    attrs = _widen(attrs, layout)
     with_indices = isinstance(fake_of(node), (tuple, list))
     if not with_indices or 1 not in used_outputs(node):
-        out = _unbatch(ctx, ctx.op("MaxPool", x, **attrs), unbatched)
+        out = _restore(ctx, ctx.op("MaxPool", x, **attrs), layout)
         return (out, None) if with_indices else out
-    out, indices = ctx.op_multi("MaxPool", x, num_outputs=2, dtypes=[ctx.dtype(x), torch.int64], **attrs)
+    out, indices = ctx.op_multi(
+        "MaxPool", x, num_outputs=2, dtypes=[ctx.dtype(x), torch.int64], **attrs
+    )
     indices = _torch_indices(ctx, indices, x, node, n)
-    return _unbatch(ctx, out, unbatched), _unbatch(ctx, indices, unbatched)
+    return _restore(ctx, out, layout), _restore(ctx, indices, layout)
 
 
 # ---------------------------------------------------------------------------- average pool
-_AVG_POOL_RANK = {aten.avg_pool1d.default: 1, aten.avg_pool2d.default: 2, aten.avg_pool3d.default: 3}
+_AVG_POOL_RANK = {
+    aten.avg_pool1d.default: 1,
+    aten.avg_pool2d.default: 2,
+    aten.avg_pool3d.default: 3,
+}
 
 
 def _avg_pool_args(node: fx.Node) -> tuple[Any, Any, Any, bool, bool, Any]:
@@ -154,15 +194,17 @@ def _avg_pool_args(node: fx.Node) -> tuple[Any, Any, Any, bool, bool, Any]:
 
 
 def _ceil_adds_window(node: fx.Node, n: int) -> bool | None:
-    """Whether ceil_mode adds an output window that runs past the padded input (where
-    PyTorch shrinks the divisor and ONNX does not); None when a spatial size is symbolic."""
+    """Whether ceil_mode adds an output window that runs past the padded input; None when a
+    spatial size is symbolic."""
     kernel, stride, padding, ceil_mode, _, _ = _avg_pool_args(node)
     if not ceil_mode:
         return False
-    attrs = _pool_attrs(node, n, kernel, stride, padding)
+    attrs = _pool_attrs(n, kernel, stride, padding)
     sizes = list(_input(node).shape[-n:])
     out_sizes = list(fake_of(node).shape[-n:])
-    for size, out, k, s, p in zip(sizes, out_sizes, attrs["kernel_shape"], attrs["strides"], attrs["pads"][:n], strict=True):
+    for size, out, k, s, p in zip(
+        sizes, out_sizes, attrs["kernel_shape"], attrs["strides"], attrs["pads"][:n], strict=True
+    ):
         if not isinstance(size, int) or not isinstance(out, int):
             return None
         if (out - 1) * s + k > size + 2 * p:
@@ -171,7 +213,7 @@ def _ceil_adds_window(node: fx.Node, n: int) -> bool | None:
 
 
 def _validate_avg_pool(node: fx.Node) -> str | None:
-    n = _AVG_POOL_RANK[node.target]  # type: ignore[index]
+    n = _rank_of(node, _AVG_POOL_RANK)
     reason = _check_input(node, n)
     if reason is not None:
         return reason
@@ -182,10 +224,10 @@ def _validate_avg_pool(node: fx.Node) -> str | None:
         return "ceil_mode and count_include_pad must be compile-time bools"
     if divisor is not None and not isinstance(divisor, int):
         return "divisor_override must be a compile-time integer"
-    overhang = _ceil_adds_window(node, n)
-    if (count_include_pad or divisor is not None) and overhang is not False:
-        # PyTorch divides the last, clipped window by its clipped size; ONNX by the kernel size
-        return "ceil_mode with a last window past the padding divides differently in ONNX"
+    if divisor is not None and _ceil_adds_window(node, n) is not False:
+        # the sum is recovered as average x kernel size, but a ceil_mode window that runs past
+        # the padding is averaged over its clipped size (by PyTorch and ONNX alike)
+        return "divisor_override with a ceil_mode window past the padding is not converted"
     return None
 
 
@@ -198,19 +240,25 @@ def aten_avg_pool2d(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value:
     """avg_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, bool ceil_mode=False, bool count_include_pad=True, int? divisor_override=None) -> Tensor"""
-    n = _AVG_POOL_RANK[node.target]  # type: ignore[index]
+    n = _rank_of(node, _AVG_POOL_RANK)
     kernel, stride, padding, ceil_mode, count_include_pad, divisor = _avg_pool_args(node)
-    attrs = _pool_attrs(node, n, kernel, stride, padding)
-    x, unbatched = _batched(ctx, node, args[0], n)
-    # count_include_pad only matters where there is padding; with a divisor the sum is wanted,
-    # which is the padded-count average times the kernel size
+    attrs = _pool_attrs(n, kernel, stride, padding)
+    x, layout = _prepare(ctx, node, args[0], n)
+    attrs = _widen(attrs, layout)
+    # with a divisor the window sum is wanted: the padded-count average times the kernel size
     include_pad = bool(count_include_pad) or divisor is not None
-    out = ctx.op("AveragePool", x, ceil_mode=int(bool(ceil_mode)), count_include_pad=int(include_pad), **attrs)
+    out = ctx.op(
+        "AveragePool",
+        x,
+        ceil_mode=int(bool(ceil_mode)),
+        count_include_pad=int(include_pad),
+        **attrs,
+    )
     if divisor is not None:
         area = math.prod(attrs["kernel_shape"])
         if area != divisor:
             out = ctx.op("Mul", out, ctx.scalar_like(area / divisor, x))
-    return _unbatch(ctx, out, unbatched)
+    return _restore(ctx, out, layout)
 
 
 # ---------------------------------------------------------------------------- adaptive pools
@@ -228,13 +276,17 @@ _ADAPTIVE_MAX_RANK = {
 }
 
 
+def _rank_of(node: fx.Node, ranks: dict[Any, int]) -> int:
+    return ranks[node.target]
+
+
 def _adaptive_sizes(node: fx.Node, n: int) -> tuple[list[int | None], list[int | None]]:
     """(input spatial sizes, output sizes), None where symbolic."""
     out = fake_of(node)
     if isinstance(out, (tuple, list)):
         out = out[0]
-    ins = [d if isinstance(d, int) else None for d in _input(node).shape[-n:]]
-    outs = [d if isinstance(d, int) else None for d in out.shape[-n:]]
+    ins: list[int | None] = [d if isinstance(d, int) else None for d in _input(node).shape[-n:]]
+    outs: list[int | None] = [d if isinstance(d, int) else None for d in out.shape[-n:]]
     return ins, outs
 
 
@@ -245,14 +297,23 @@ def _validate_adaptive(node: fx.Node, n: int, exact_only: bool) -> str | None:
     ins, outs = _adaptive_sizes(node, n)
     if any(o is None for o in outs):
         return "the output size must be a compile-time integer"
-    if all(o == 1 for o in outs):
+    # max pooling's indices come from a MaxPool whose kernel is the (static) window size
+    if all(o == 1 for o in outs) and not (exact_only and 1 in used_outputs(node)):
         return None
     if any(i is None for i in ins):
         return "adaptive pooling to a size other than 1 needs static spatial sizes"
-    uneven = any(i % o for i, o in zip(ins, outs, strict=True))  # type: ignore[operator]
+    uneven = any(i % o for i, o in zip(_static(ins), _static(outs), strict=True))
     if uneven and exact_only:
         return "adaptive max pooling with windows that do not tile the input is not converted"
     return None
+
+
+def _static(sizes: Sequence[int | None]) -> list[int]:
+    if any(size is None for size in sizes):
+        raise ConversionError(
+            "adaptive pooling needs static sizes here (the validator declines this)"
+        )
+    return [int(size) for size in sizes if size is not None]
 
 
 def _averaging_matrix(size: int, out: int) -> np.ndarray:
@@ -292,47 +353,64 @@ def _adaptive_avg_by_matrices(
 
 @converter(
     *_ADAPTIVE_AVG_RANK,
-    onnx_ops={"GlobalAveragePool", "AveragePool", "MatMul", "Transpose", "Cast", "Unsqueeze", "Squeeze"},
-    validator=lambda node: _validate_adaptive(node, _ADAPTIVE_AVG_RANK[node.target], exact_only=False),  # type: ignore[index]
+    onnx_ops={
+        "GlobalAveragePool",
+        "AveragePool",
+        "MatMul",
+        "Transpose",
+        "Cast",
+        "Unsqueeze",
+        "Squeeze",
+    },
+    validator=lambda node: _validate_adaptive(
+        node, _rank_of(node, _ADAPTIVE_AVG_RANK), exact_only=False
+    ),
 )
 def aten_adaptive_avg_pool2d(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value:
     """adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor"""
-    n = _ADAPTIVE_AVG_RANK[node.target]  # type: ignore[index]
+    n = _rank_of(node, _ADAPTIVE_AVG_RANK)
     ins, outs = _adaptive_sizes(node, n)
-    x, unbatched = _batched(ctx, node, args[0], n)
+    x, layout = _prepare(ctx, node, args[0], n)
     if all(o == 1 for o in outs):
         out = ctx.op("GlobalAveragePool", x)
-    elif all(i % o == 0 for i, o in zip(ins, outs, strict=True)):  # type: ignore[operator]
-        kernel = [i // o for i, o in zip(ins, outs, strict=True)]  # type: ignore[operator]
-        out = ctx.op("AveragePool", x, kernel_shape=kernel, strides=kernel)
+    elif all(i % o == 0 for i, o in zip(_static(ins), _static(outs), strict=True)):
+        kernel = [i // o for i, o in zip(_static(ins), _static(outs), strict=True)]
+        out = ctx.op(
+            "AveragePool", x, **_widen({"kernel_shape": kernel, "strides": kernel}, layout)
+        )
     else:
-        out = _adaptive_avg_by_matrices(ctx, x, n + 2, ins, outs)  # type: ignore[arg-type]
-    return _unbatch(ctx, out, unbatched)
+        trailing = [1] if layout.widened else []
+        out = _adaptive_avg_by_matrices(
+            ctx, x, n + 2 + len(trailing), _static(ins) + trailing, _static(outs) + trailing
+        )
+    return _restore(ctx, out, layout)
 
 
 @converter(
     *_ADAPTIVE_MAX_RANK,
     onnx_ops={"GlobalMaxPool", *_POOL_OPS},
-    validator=lambda node: _validate_adaptive(node, _ADAPTIVE_MAX_RANK[node.target], exact_only=True),  # type: ignore[index]
+    validator=lambda node: _validate_adaptive(
+        node, _rank_of(node, _ADAPTIVE_MAX_RANK), exact_only=True
+    ),
 )
 def aten_adaptive_max_pool2d(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[ir.Value, ir.Value | None]:
     """adaptive_max_pool2d(Tensor self, int[2] output_size) -> (Tensor, Tensor)"""
-    n = _ADAPTIVE_MAX_RANK[node.target]  # type: ignore[index]
+    n = _rank_of(node, _ADAPTIVE_MAX_RANK)
     ins, outs = _adaptive_sizes(node, n)
-    x, unbatched = _batched(ctx, node, args[0], n)
+    x, layout = _prepare(ctx, node, args[0], n)
     want_indices = 1 in used_outputs(node)
     if all(o == 1 for o in outs) and not want_indices:
-        return _unbatch(ctx, ctx.op("GlobalMaxPool", x), unbatched), None
-    if any(i is None for i in ins):
-        raise ConversionError(f"{node.name}: adaptive max pooling with indices needs static spatial sizes")
-    kernel = [i // o for i, o in zip(ins, outs, strict=True)]  # type: ignore[operator]
-    attrs = {"kernel_shape": kernel, "strides": kernel}
+        return _restore(ctx, ctx.op("GlobalMaxPool", x), layout), None
+    kernel = [i // o for i, o in zip(_static(ins), _static(outs), strict=True)]
+    attrs = _widen({"kernel_shape": kernel, "strides": kernel}, layout)
     if not want_indices:
-        return _unbatch(ctx, ctx.op("MaxPool", x, **attrs), unbatched), None
-    out, indices = ctx.op_multi("MaxPool", x, num_outputs=2, dtypes=[ctx.dtype(x), torch.int64], **attrs)
+        return _restore(ctx, ctx.op("MaxPool", x, **attrs), layout), None
+    out, indices = ctx.op_multi(
+        "MaxPool", x, num_outputs=2, dtypes=[ctx.dtype(x), torch.int64], **attrs
+    )
     indices = _torch_indices(ctx, indices, x, node, n)
-    return _unbatch(ctx, out, unbatched), _unbatch(ctx, indices, unbatched)
+    return _restore(ctx, out, layout), _restore(ctx, indices, layout)
