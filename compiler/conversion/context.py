@@ -153,9 +153,8 @@ class ConversionContext:
         elif op_type == "Where" and len(inputs) > 1 and inputs[1] is not None:
             if inputs[1].dtype is not None:
                 out.dtype = inputs[1].dtype
-        elif op_type in _SAME_TYPE_OPS and inputs and inputs[0] is not None:
-            if inputs[0].dtype is not None:
-                out.dtype = inputs[0].dtype
+        elif op_type in _SAME_TYPE_OPS and inputs and inputs[0] is not None and inputs[0].dtype is not None:
+            out.dtype = inputs[0].dtype
 
     def _fresh(self, prefix: str) -> str:
         self._counter += 1

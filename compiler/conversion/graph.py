@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import onnx_ir as ir
-from onnx_ir.passes.common import RemoveUnusedNodesPass
 import torch
+from onnx_ir.passes.common import RemoveUnusedNodesPass
 from torch import fx
 
 from compiler.conversion.context import (
