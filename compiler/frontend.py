@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import pickletools
+import threading
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from compiler.errors import InputMismatchError, InvalidModelError, SpecError, Un
 from compiler.spec import CompileSpec, InputSpec
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
+# torch.export.load keeps its deserializer in a module global: two threads loading at once fail
+# with "_CURRENT_DESERIALIZER is already set".
+TORCH_LOAD_LOCK = threading.Lock()
 
 # Globals a tensor-only pickle may reference (what torch.save writes for tensors and containers).
 _SAFE_GLOBALS = frozenset(
@@ -57,7 +61,8 @@ def load_program(source: str | Path | bytes, max_bytes: int | None = None) -> to
     data = _read_limited(source, max_bytes or DEFAULT_MAX_BYTES)
     cleaned, _ = sanitize_archive(data)
     try:
-        program = torch.export.load(io.BytesIO(cleaned))
+        with TORCH_LOAD_LOCK:
+            program = torch.export.load(io.BytesIO(cleaned))
     except Exception as exc:  # torch raises many types for a malformed archive
         raise InvalidModelError(
             f"{_describe(source)} is not a torch.export program torch can read: "

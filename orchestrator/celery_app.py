@@ -59,6 +59,10 @@ def _broker_transport_options(settings: Settings) -> dict[str, Any]:
     return {}
 
 
+def _is_sql_broker(settings: Settings) -> bool:
+    return settings.broker_url.split("://", 1)[0].lower().startswith(("sqla", "sqlalchemy"))
+
+
 def make_app(settings: Settings | None = None, *, eager: bool = False) -> FarmCelery:
     """Build the farm's Celery app. ``eager`` runs tasks in the caller (tests, single process)."""
     settings = settings or get_settings()
@@ -97,11 +101,16 @@ def make_app(settings: Settings | None = None, *, eager: bool = False) -> FarmCe
         task_create_missing_queues=True,
         task_default_queue=base_queues()[0],
         task_always_eager=eager,
-        task_eager_propagates=eager,
+        # Eager retries (a twin build still running, a transient error) re-run through
+        # Task.apply only when exceptions are not propagated; failures land in the job row.
+        task_eager_propagates=False,
         task_store_eager_result=eager,
         result_extended=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
+        # kombu's SQL transport has no fanout exchange, which remote control (revoke, ping)
+        # needs; job state in the database is authoritative there instead.
+        worker_enable_remote_control=not _is_sql_broker(settings),
         include=["workers.tasks"],
     )
     return app

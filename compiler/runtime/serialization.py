@@ -23,7 +23,13 @@ from torch.utils import _pytree as pytree
 
 from compiler.backends import EngineMeta, get_backend
 from compiler.errors import InvalidModelError
-from compiler.frontend import DEFAULT_MAX_BYTES, InputInfo, _read_limited, sanitize_archive
+from compiler.frontend import (
+    DEFAULT_MAX_BYTES,
+    TORCH_LOAD_LOCK,
+    InputInfo,
+    _read_limited,
+    sanitize_archive,
+)
 from compiler.report import CompileReport
 from compiler.runtime.engine_op import register_engine
 from compiler.runtime.module import CompiledModule
@@ -138,7 +144,8 @@ def load(source: str | Path | bytes, max_bytes: int | None = None) -> CompiledMo
         register_engine(get_backend(meta.backend).load(engine, meta))
         engines[meta.engine_id] = (meta, engine)
     try:
-        program = torch.export.load(io.BytesIO(cleaned))
+        with TORCH_LOAD_LOCK:
+            program = torch.export.load(io.BytesIO(cleaned))
     except Exception as exc:  # torch raises many exception types for a malformed archive
         raise InvalidModelError(f"the program in the archive cannot be read: {type(exc).__name__}: {exc}") from None
     gm = program.module()

@@ -1,0 +1,122 @@
+"""``orchestrate artifacts list|show|get``: built engines and where they came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from orchestrator.cli._common import json_option, key_values, print_json, short, state, table
+
+
+@click.group("artifacts")
+def artifacts_group() -> None:
+    """Engine artifacts: list them, show one, download one."""
+
+
+@artifacts_group.command("list")
+@click.option("--model", help="Name, id or sha256 of the model.")
+@click.option("--arch", help="x86_64 or aarch64.")
+@click.option("--device-class", help="e.g. sm90 or orin.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]))
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]))
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@json_option
+def list_command(
+    model: str | None,
+    arch: str | None,
+    device_class: str | None,
+    backend: str | None,
+    precision: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List artifacts matching every filter, newest first."""
+    from orchestrator import services
+
+    artifacts = services.list_artifacts(
+        state().get_farm(),
+        model=model,
+        arch=arch,
+        device_class=device_class,
+        backend=backend,
+        precision=precision,
+        limit=limit,
+    )
+    if as_json:
+        print_json([artifact.to_dict() for artifact in artifacts])
+        return
+    table(
+        f"{len(artifacts)} artifact(s)",
+        ["artifact", "model", "target", "backend", "precision", "size", "engines", "created"],
+        [
+            (
+                short(a.id),
+                a.model_name,
+                a.target,
+                f"{a.backend} {a.backend_version}",
+                a.precision,
+                f"{a.size_bytes / 1024:.1f} KiB",
+                a.partition_stats.get("num_engines", "-"),
+                (a.created_at or "")[:19].replace("T", " "),
+            )
+            for a in artifacts
+        ],
+    )
+
+
+@artifacts_group.command("show")
+@click.argument("artifact_id", metavar="ID")
+@json_option
+def show_command(artifact_id: str, as_json: bool) -> None:
+    """Show one artifact (an id or a unique prefix)."""
+    from orchestrator import services
+
+    artifact = services.get_artifact(state().get_farm(), artifact_id)
+    if as_json:
+        print_json(artifact.to_dict())
+        return
+    stats = artifact.partition_stats
+    fallback = stats.get("fallback_ops") or {}
+    key_values(
+        f"artifact {short(artifact.id)}",
+        [
+            ("artifact", artifact.id),
+            ("model", f"{artifact.model_name} ({short(artifact.model_id)})"),
+            ("built by job", artifact.job_id),
+            ("target", artifact.target),
+            ("backend", f"{artifact.backend} {artifact.backend_version}"),
+            ("precision", artifact.precision),
+            ("spec sha256", artifact.spec_sha256),
+            ("uri", artifact.uri),
+            ("sha256", artifact.sha256),
+            ("size", f"{artifact.size_bytes} bytes"),
+            ("engines", stats.get("num_engines")),
+            ("accelerated nodes", stats.get("num_accelerated_nodes")),
+            ("fallback nodes", stats.get("num_fallback_nodes")),
+            ("fallback ops", ", ".join(f"{op} x{n}" for op, n in fallback.items()) or "none"),
+            ("created", artifact.created_at),
+        ],
+    )
+
+
+@artifacts_group.command("get")
+@click.argument("artifact_id", metavar="ID")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="File to write, or a folder to write into.",
+)
+@json_option
+def get_command(artifact_id: str, output: Path, as_json: bool) -> None:
+    """Download an artifact's engine package, verified against its sha256."""
+    from orchestrator import services
+
+    path = services.download_artifact(state().get_farm(), artifact_id, output)
+    if as_json:
+        print_json({"artifact_id": artifact_id, "path": str(path)})
+    else:
+        click.echo(str(path))

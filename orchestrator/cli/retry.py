@@ -1,0 +1,30 @@
+"""``orchestrate retry JOB``: run a failed or cancelled job again."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli._common import json_option, print_json, state
+from orchestrator.cli._jobs import exit_code_for, follow, print_job
+
+
+@click.command("retry")
+@click.argument("job_id", metavar="JOB")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the new attempt.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds (exit 4).")
+@json_option
+def retry_command(job_id: str, wait_: bool, timeout: float | None, as_json: bool) -> None:
+    """Queue a new attempt of JOB (which must have failed or been cancelled)."""
+    from orchestrator import services
+
+    farm = state().get_farm()
+    job = services.retry(farm, job_id)
+    if wait_:
+        (job,) = follow(farm, [job], timeout)
+    if as_json:
+        print_json(job.to_dict())
+    else:
+        print_job(job)
+    code = exit_code_for([job])
+    if code:
+        raise click.exceptions.Exit(code)

@@ -1,0 +1,69 @@
+"""``orchestrate submit MODEL --arch ARCH``: queue a build per target (cached targets answer at once)."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli._common import json_option, print_json, state, warn
+from orchestrator.cli._jobs import exit_code_for, follow, print_jobs
+
+
+@click.command("submit")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--arch",
+    "archs",
+    multiple=True,
+    metavar="ARCH",
+    help="Target architecture: x86_64 or aarch64 (amd64/arm64 accepted). Repeat to build for "
+    "several; default: this machine's.",
+)
+@click.option("--device-class", metavar="CLASS", help="GPU class of the target, e.g. sm90 or orin.")
+@click.option(
+    "--spec", "spec_file", type=click.Path(dir_okay=False, path_type=str), help="Compile spec (YAML)."
+)
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), help="Overrides the spec.")
+@click.option(
+    "--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), help="Overrides the spec."
+)
+@click.option("--name", help="Model name shown in listings (default: the file name).")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the builds, showing each phase.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds (exit 4).")
+@json_option
+def submit_command(
+    model: str,
+    archs: tuple[str, ...],
+    device_class: str | None,
+    spec_file: str | None,
+    backend: str | None,
+    precision: str | None,
+    name: str | None,
+    wait_: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Submit MODEL (a torch.export .pt2 file) to be built for each --arch.
+
+    The file is checked before it is accepted: anything that could run code when loaded is
+    refused. A target that already has an engine for this model, spec and backend version is
+    answered from the cache without a new build.
+    """
+    from orchestrator import services
+    from orchestrator.client import _local_arch
+
+    targets = services.resolve_targets(list(archs) or [_local_arch()], device_class)
+    spec = services.resolve_spec(spec_file, backend=backend, precision=precision)
+    farm = state().get_farm()
+    submission = services.submit(farm, model, targets, spec, name=name)
+    for message in submission.warnings:
+        warn(message)
+    jobs = submission.jobs
+    if wait_:
+        jobs = follow(farm, jobs, timeout)
+    if as_json:
+        print_json({"jobs": [job.to_dict() for job in jobs], "warnings": submission.warnings})
+    else:
+        print_jobs(jobs)
+    code = exit_code_for(jobs)
+    if code:
+        raise click.exceptions.Exit(code)

@@ -1,0 +1,30 @@
+"""``orchestrate wait JOB``: follow a job phase by phase until it finishes."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli._common import json_option, print_json, state
+from orchestrator.cli._jobs import exit_code_for, follow, print_job
+
+
+@click.command("wait")
+@click.argument("job_id", metavar="JOB")
+@click.option("--timeout", type=float, help="Give up after this many seconds (exit 4).")
+@json_option
+def wait_command(job_id: str, timeout: float | None, as_json: bool) -> None:
+    """Wait for JOB, printing each phase as it starts.
+
+    Exit 0 when it succeeded, 1 when it failed, 4 on timeout, 5 when it was cancelled.
+    """
+    from orchestrator import services
+
+    farm = state().get_farm()
+    (job,) = follow(farm, [services.get_job(farm, job_id)], timeout)
+    if as_json:
+        print_json(job.to_dict())
+    else:
+        print_job(job)
+    code = exit_code_for([job])
+    if code:
+        raise click.exceptions.Exit(code)

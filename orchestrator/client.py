@@ -1,0 +1,242 @@
+"""The Python client: what the CLI does, for notebooks and CI pipelines.
+
+>>> import orchestrator
+>>> job = orchestrator.submit("resnet.pt2", arch="aarch64")
+>>> job.wait().state
+'succeeded'
+>>> job.download("resnet.aarch64.engine.pt2")
+
+Every call goes through :mod:`orchestrator.services`, exactly as ``orchestrate`` does, so both
+see the same validation, cache and errors (``orchestrator.FarmError`` and its subclasses).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, overload
+
+from orchestrator import services
+from orchestrator.services import (
+    ArtifactInfo,
+    Farm,
+    JobInfo,
+    ValidationInfo,
+    WorkerInfo,
+)
+from orchestrator.settings import Settings
+
+
+class JobHandle:
+    """A submitted job. Cheap to create; every method asks the farm for the current state."""
+
+    def __init__(self, client: Client, job_id: str, warnings: Sequence[str] = ()) -> None:
+        self.client = client
+        self.id = job_id
+        #: What the farm said at submission (e.g. that no live worker serves the target).
+        self.warnings = list(warnings)
+
+    def __repr__(self) -> str:
+        return f"JobHandle({self.id!r})"
+
+    def status(self) -> JobInfo:
+        return services.get_job(self.client.farm, self.id)
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        *,
+        raise_on_failure: bool = True,
+        on_change: Callable[[JobInfo], None] | None = None,
+        poll_interval: float = 0.25,
+    ) -> JobInfo:
+        """Block until the job finishes; raises JobFailedError/JobCancelledError unless told not to."""
+        job = services.wait(
+            self.client.farm, self.id, timeout=timeout, poll_interval=poll_interval, on_change=on_change
+        )
+        return services.raise_for_outcome(job) if raise_on_failure else job
+
+    def artifact(self) -> ArtifactInfo | None:
+        """The engine artifact, once the job succeeded (None before)."""
+        return services.job_artifact(self.client.farm, self.id)
+
+    def results(self) -> list[ValidationInfo]:
+        return services.results(self.client.farm, self.id)
+
+    def download(self, path: str | Path) -> Path:
+        """Save the engine package to ``path`` (verified against its sha256)."""
+        artifact = self.artifact()
+        if artifact is None:
+            job = self.status()
+            raise services.InvalidStateError(
+                f"job {job.id} is {job.state} and has no artifact yet; call .wait() first"
+            )
+        return services.download_artifact(self.client.farm, artifact.id, path)
+
+    def cancel(self) -> JobInfo:
+        return services.cancel(self.client.farm, self.id)
+
+    def retry(self) -> JobInfo:
+        return services.retry(self.client.farm, self.id)
+
+
+class Client:
+    """A connection to one farm (default: the settings from the environment)."""
+
+    def __init__(
+        self, settings: Settings | None = None, *, farm: Farm | None = None, eager: bool = False
+    ) -> None:
+        self._farm = farm
+        self._settings = settings
+        self._eager = eager
+
+    @property
+    def farm(self) -> Farm:
+        if self._farm is None:
+            self._farm = Farm(self._settings, eager=self._eager)
+        return self._farm
+
+    @overload
+    def submit(
+        self,
+        model: Any,
+        arch: str | None = None,
+        *,
+        device_class: str | None = None,
+        spec: Any = None,
+        backend: str | None = None,
+        precision: str | None = None,
+        name: str | None = None,
+    ) -> JobHandle: ...
+
+    @overload
+    def submit(
+        self,
+        model: Any,
+        arch: Sequence[str],
+        *,
+        device_class: str | None = None,
+        spec: Any = None,
+        backend: str | None = None,
+        precision: str | None = None,
+        name: str | None = None,
+    ) -> list[JobHandle]: ...
+
+    def submit(
+        self,
+        model: Any,
+        arch: str | Sequence[str] | None = None,
+        *,
+        device_class: str | None = None,
+        spec: Any = None,
+        backend: str | None = None,
+        precision: str | None = None,
+        name: str | None = None,
+    ) -> JobHandle | list[JobHandle]:
+        """Submit ``model`` (a .pt2 path, its bytes, or an ExportedProgram) for ``arch``.
+
+        One architecture gives one handle; a list of them fans out and gives a list. ``arch``
+        defaults to this machine's. ``spec`` is a CompileSpec, a mapping or a YAML file;
+        ``backend``/``precision`` override its keys.
+        """
+        archs = [_local_arch()] if arch is None else [arch] if isinstance(arch, str) else list(arch)
+        targets = services.resolve_targets(archs, device_class)
+        resolved = services.resolve_spec(spec, backend=backend, precision=precision)
+        data, default_name = _model_bytes(model)
+        submission = services.submit(
+            self.farm, data, targets, resolved, name=name or default_name
+        )
+        handles = [JobHandle(self, job.id, submission.warnings) for job in submission.jobs]
+        return handles[0] if isinstance(arch, str) or arch is None else handles
+
+    def job(self, job_id: str) -> JobHandle:
+        return JobHandle(self, services.get_job(self.farm, job_id).id)
+
+    def jobs(
+        self,
+        *,
+        state: str | None = None,
+        arch: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+    ) -> list[JobInfo]:
+        return services.list_jobs(self.farm, state=state, arch=arch, model=model, limit=limit)
+
+    def artifacts(
+        self,
+        *,
+        model: str | None = None,
+        arch: str | None = None,
+        device_class: str | None = None,
+        backend: str | None = None,
+        precision: str | None = None,
+        limit: int = 50,
+    ) -> list[ArtifactInfo]:
+        return services.list_artifacts(
+            self.farm,
+            model=model,
+            arch=arch,
+            device_class=device_class,
+            backend=backend,
+            precision=precision,
+            limit=limit,
+        )
+
+    def artifact(self, artifact_id: str) -> ArtifactInfo:
+        return services.get_artifact(self.farm, artifact_id)
+
+    def download(self, artifact_id: str, path: str | Path) -> Path:
+        return services.download_artifact(self.farm, artifact_id, path)
+
+    def results(self, job_or_artifact_id: str) -> list[ValidationInfo]:
+        return services.results(self.farm, job_or_artifact_id)
+
+    def workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
+        return services.list_workers(self.farm, include_offline=include_offline)
+
+
+def _local_arch() -> str:
+    from workers.capabilities import detect_arch
+
+    return detect_arch()
+
+
+def _model_bytes(model: Any) -> tuple[str | Path | bytes, str | None]:
+    """A path or bytes for services.submit; an in-memory program is serialised here."""
+    if isinstance(model, str | Path | bytes | bytearray):
+        return (bytes(model) if isinstance(model, bytearray) else model), None
+    import torch
+
+    if isinstance(model, torch.export.ExportedProgram):
+        buffer = io.BytesIO()
+        torch.export.save(model, buffer)
+        return buffer.getvalue(), "model"
+    raise services.InvalidRequestError(
+        f"cannot submit a {type(model).__name__}: give a .pt2 path, its bytes, or a "
+        "torch.export.ExportedProgram (export an nn.Module with torch.export.export first)"
+    )
+
+
+_default: Client | None = None
+
+
+def default_client() -> Client:
+    """The client of the environment's settings, created on first use."""
+    global _default
+    if _default is None:
+        _default = Client()
+    return _default
+
+
+@overload
+def submit(model: Any, arch: str | None = None, **options: Any) -> JobHandle: ...
+@overload
+def submit(model: Any, arch: Sequence[str], **options: Any) -> list[JobHandle]: ...
+def submit(model: Any, arch: str | Sequence[str] | None = None, **options: Any) -> JobHandle | list[JobHandle]:
+    """``Client().submit`` on the environment's farm (see :meth:`Client.submit`)."""
+    return default_client().submit(model, arch, **options)
+
+
+def job(job_id: str) -> JobHandle:
+    return default_client().job(job_id)

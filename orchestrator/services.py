@@ -1,0 +1,932 @@
+"""Submit and query services: the one implementation behind the CLI and the Python client.
+
+A submission is accepted in this order, so that a worker never sees half of it:
+validate the file (untrusted) -> store the blob -> write model, spec and job rows -> COMMIT ->
+enqueue. A job whose result already exists (same model, spec, backend version and target) is
+recorded as succeeded with that artifact and never reaches a queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError as DBOperationalError
+from sqlalchemy.orm import Session
+
+from orchestrator import models as m
+from orchestrator.celery_app import COMPILE_TASK, FarmCelery, get_app, make_app
+from orchestrator.db import session_scope
+from orchestrator.routing import RoutingError, Target
+from orchestrator.settings import Settings, get_settings, redact
+
+if TYPE_CHECKING:
+    import compiler
+    from orchestrator.store import ArtifactStore
+
+# A worker heartbeats every HEARTBEAT_INTERVAL seconds; one that missed three is presumed gone.
+HEARTBEAT_INTERVAL = 10.0
+LIVE_WINDOW = timedelta(seconds=3 * HEARTBEAT_INTERVAL)
+
+
+# ------------------------------------------------------------------------------------ errors
+# Exit codes are part of the CLI contract (documented in `orchestrate --help`).
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_TIMEOUT = 4
+EXIT_CANCELLED = 5
+
+
+class FarmError(Exception):
+    """Base of every error the farm reports to a user; ``exit_code`` is what the CLI returns."""
+
+    exit_code = EXIT_JOB_FAILED
+
+
+class InvalidRequestError(FarmError):
+    """Bad input: a missing or unsafe model file, a bad spec, an unknown target or id."""
+
+    exit_code = EXIT_USAGE
+
+
+class NotFoundError(InvalidRequestError):
+    """No job, artifact or model with the given id."""
+
+
+class InvalidStateError(InvalidRequestError):
+    """The operation does not apply to the job in its current state (e.g. cancel a finished job)."""
+
+
+class UnreachableError(FarmError):
+    """The database, broker or artifact store cannot be reached."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class JobFailedError(FarmError):
+    """A job the caller waited for failed."""
+
+    exit_code = EXIT_JOB_FAILED
+
+    def __init__(self, job: JobInfo) -> None:
+        self.job = job
+        super().__init__(
+            f"job {job.id} failed ({job.error_kind or 'error'}): {job.error_message or 'no message'}"
+        )
+
+
+class JobCancelledError(FarmError):
+    exit_code = EXIT_CANCELLED
+
+    def __init__(self, job: JobInfo) -> None:
+        self.job = job
+        super().__init__(f"job {job.id} was cancelled")
+
+
+class WaitTimeoutError(FarmError):
+    exit_code = EXIT_TIMEOUT
+
+    def __init__(self, job: JobInfo, timeout: float) -> None:
+        self.job = job
+        super().__init__(
+            f"job {job.id} is still {job.state} after {timeout:g} s"
+            + (f" (phase {job.phase})" if job.phase else "")
+        )
+
+
+# ------------------------------------------------------------------------------------ views
+class Missing:
+    """Marks an argument that was not given (None is a meaningful value there)."""
+
+
+MISSING = Missing()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job as users see it; plain data, safe to use after the session is gone."""
+
+    id: str
+    state: str
+    model_id: str
+    model_name: str
+    model_sha256: str
+    spec_sha256: str
+    arch: str
+    device_class: str | None
+    target: str
+    queue: str
+    backend: str
+    precision: str
+    phase: str | None
+    phase_timings: dict[str, float]
+    error_kind: str | None
+    error_message: str | None
+    worker: str | None
+    attempts: int
+    artifact_id: str | None
+    cached: bool
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+    @property
+    def is_final(self) -> bool:
+        return m.JobState(self.state).is_final
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, job: m.Job, artifact: m.Artifact | None | Missing = MISSING) -> JobInfo:
+        """``artifact``, when the caller has it in hand, spares loading it again."""
+        if isinstance(artifact, Missing):
+            artifact = job.artifact
+        return cls(
+            id=job.id,
+            state=job.state.value,
+            model_id=job.model_id,
+            model_name=job.model.name,
+            model_sha256=job.model.sha256,
+            spec_sha256=job.spec.sha256,
+            arch=job.arch,
+            device_class=job.device_class,
+            target=Target(job.arch, job.device_class).label,
+            queue=job.queue,
+            backend=job.backend,
+            precision=job.precision,
+            phase=job.phase,
+            phase_timings=dict(job.phase_timings or {}),
+            error_kind=job.error_kind,
+            error_message=job.error_message,
+            worker=job.worker_name,
+            attempts=job.attempts,
+            artifact_id=job.artifact_id,
+            # A job answered from the cache points at an artifact another job built.
+            cached=artifact is not None and artifact.job_id != job.id,
+            created_at=_iso(job.created_at),
+            started_at=_iso(job.started_at),
+            finished_at=_iso(job.finished_at),
+        )
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    id: str
+    job_id: str
+    model_id: str
+    model_name: str
+    spec_sha256: str
+    backend: str
+    backend_version: str
+    arch: str
+    device_class: str | None
+    target: str
+    precision: str
+    uri: str
+    sha256: str
+    size_bytes: int
+    partition_stats: dict[str, Any]
+    created_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, artifact: m.Artifact) -> ArtifactInfo:
+        return cls(
+            id=artifact.id,
+            job_id=artifact.job_id,
+            model_id=artifact.model_id,
+            model_name=artifact.model.name,
+            spec_sha256=artifact.spec.sha256,
+            backend=artifact.backend,
+            backend_version=artifact.backend_version,
+            arch=artifact.arch,
+            device_class=artifact.device_class,
+            target=Target(artifact.arch, artifact.device_class).label,
+            precision=artifact.precision,
+            uri=redact(artifact.uri),
+            sha256=artifact.sha256,
+            size_bytes=artifact.size_bytes,
+            partition_stats=dict(artifact.partition_stats or {}),
+            created_at=_iso(artifact.created_at),
+        )
+
+
+@dataclass(frozen=True)
+class ValidationInfo:
+    output: str
+    metric: str
+    value: float
+    threshold: float | None
+    passed: bool
+    seed: int
+    artifact_id: str
+    job_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, row: m.ValidationResult) -> ValidationInfo:
+        return cls(
+            output=row.output_name,
+            metric=row.metric,
+            value=row.value,
+            threshold=row.threshold,
+            passed=row.passed,
+            seed=row.seed,
+            artifact_id=row.artifact_id,
+            job_id=row.job_id,
+        )
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    hostname: str
+    arch: str
+    device_class: str | None
+    queues: list[str]
+    capabilities: dict[str, Any]
+    state: str
+    live: bool
+    started_at: str | None
+    last_heartbeat: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, row: m.Worker, now: datetime) -> WorkerInfo:
+        return cls(
+            name=row.name,
+            hostname=row.hostname,
+            arch=row.arch,
+            device_class=row.device_class,
+            queues=list(row.queues or []),
+            capabilities=dict(row.capabilities or {}),
+            state=row.state.value,
+            live=_is_live(row, now),
+            started_at=_iso(row.started_at),
+            last_heartbeat=_iso(row.last_heartbeat),
+        )
+
+
+def _is_live(row: m.Worker, now: datetime) -> bool:
+    return row.state == m.WorkerState.ONLINE and now - row.last_heartbeat <= LIVE_WINDOW
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What ``submit`` did: one job per target, and warnings for the person submitting."""
+
+    jobs: list[JobInfo]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"jobs": [job.to_dict() for job in self.jobs], "warnings": list(self.warnings)}
+
+
+# ------------------------------------------------------------------------------------ the farm
+class Farm:
+    """Settings, Celery app, database and artifact store of one farm, opened lazily."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        app: FarmCelery | None = None,
+        eager: bool = False,
+    ) -> None:
+        self.settings = settings or get_settings()
+        if app is None:
+            app = make_app(self.settings, eager=True) if eager else None
+        self._app = app
+        self._store: ArtifactStore | None = None
+        _register(self)
+
+    @property
+    def app(self) -> FarmCelery:
+        if self._app is None:
+            # The process-wide app is shared by every Farm of the default settings, so its
+            # broker connection pool is too.
+            self._app = get_app() if self.settings == get_settings() else make_app(self.settings)
+            _register(self)
+        return self._app
+
+    @property
+    def store(self) -> ArtifactStore:
+        if self._store is None:
+            from orchestrator.store import ArtifactStore
+
+            self._store = ArtifactStore(self.settings.artifact_store)
+        return self._store
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction on the farm's database; unreachable databases become UnreachableError."""
+        try:
+            with session_scope(self.settings.database_url) as session:
+                yield session
+        except DBOperationalError as exc:
+            raise UnreachableError(_db_problem(self.settings, exc)) from None
+
+    def describe(self) -> dict[str, str]:
+        return self.settings.describe()
+
+
+_farms: dict[Settings, Farm] = {}
+_farms_lock = threading.Lock()
+
+
+def _register(farm: Farm) -> None:
+    with _farms_lock:
+        _farms.setdefault(farm.settings, farm)
+
+
+def farm_for(settings: Settings) -> Farm:
+    """The farm of these settings in this process (tasks find theirs from their app's settings)."""
+    with _farms_lock:
+        farm = _farms.get(settings)
+    return farm if farm is not None else Farm(settings)
+
+
+def _db_problem(settings: Settings, exc: DBOperationalError) -> str:
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    if "no such table" in detail or "does not exist" in detail:
+        return (
+            f"the database at {redact(settings.database_url)} has no farm schema ({detail}); "
+            "run `orchestrate db upgrade`"
+        )
+    return f"cannot reach the database at {redact(settings.database_url)}: {detail}"
+
+
+# ------------------------------------------------------------------------------------ inputs
+def resolve_targets(archs: Sequence[str], device_class: str | None = None) -> list[Target]:
+    """Validated, de-duplicated targets in the order given."""
+    if not archs:
+        raise InvalidRequestError("give at least one --arch (x86_64 or aarch64)")
+    targets: list[Target] = []
+    try:
+        for arch in archs:
+            target = Target.parse(arch, device_class)
+            if target not in targets:
+                targets.append(target)
+    except RoutingError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    return targets
+
+
+def resolve_spec(
+    spec: compiler.CompileSpec | dict[str, Any] | str | Path | None = None,
+    *,
+    backend: str | None = None,
+    precision: str | None = None,
+) -> compiler.CompileSpec:
+    """A CompileSpec from a spec object, a mapping, or a YAML file; flags override its keys."""
+    import compiler
+
+    try:
+        if spec is None:
+            resolved = compiler.CompileSpec()
+        elif isinstance(spec, compiler.CompileSpec):
+            resolved = spec
+        elif isinstance(spec, dict):
+            resolved = compiler.CompileSpec.parse(spec)
+        else:
+            path = Path(spec)
+            if not path.is_file():
+                raise InvalidRequestError(f"spec file {path} does not exist")
+            resolved = compiler.CompileSpec.from_file(path)
+        overrides = {k: v for k, v in (("backend", backend), ("precision", precision)) if v}
+        if overrides:
+            # Re-validate: model_copy(update=...) alone would accept any string.
+            resolved = compiler.CompileSpec.parse({**resolved.model_dump(mode="json"), **overrides})
+    except compiler.CompilerError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    return resolved
+
+
+def read_model(model: str | Path | bytes, max_bytes: int) -> tuple[bytes, str]:
+    """The model's bytes and a display name; refuses missing and over-size files before reading."""
+    if isinstance(model, bytes | bytearray | memoryview):
+        data = bytes(model)
+        name = "model"
+    else:
+        path = Path(model)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise InvalidRequestError(f"model file {path} does not exist") from None
+        except OSError as exc:
+            raise InvalidRequestError(f"cannot read model file {path}: {exc.strerror}") from None
+        if not path.is_file():
+            raise InvalidRequestError(f"{path} is not a file")
+        if size > max_bytes:
+            raise InvalidRequestError(
+                f"model file {path} is {size} bytes, over the farm's limit of {max_bytes} bytes "
+                "(ORCHESTRATE_MAX_MODEL_BYTES)"
+            )
+        data = path.read_bytes()
+        name = path.name.removesuffix(".pt2") or path.name
+    if len(data) > max_bytes:
+        raise InvalidRequestError(
+            f"model is {len(data)} bytes, over the farm's limit of {max_bytes} bytes"
+        )
+    return data, name
+
+
+def load_program(source: str | Path | bytes, max_bytes: int) -> Any:
+    """``compiler.load_program``: safe against crafted pickles, and serialized across threads
+    (torch.export.load is not thread-safe; the compiler holds a lock around it)."""
+    import compiler
+
+    return compiler.load_program(source, max_bytes=max_bytes)
+
+
+def validate_model_bytes(data: bytes, max_bytes: int) -> None:
+    """Refuse anything that is not a plain torch.export program, before torch opens it."""
+    import compiler
+
+    try:
+        load_program(data, max_bytes)
+    except compiler.CompilerError as exc:
+        raise InvalidRequestError(f"model refused ({exc.kind}): {exc}") from None
+
+
+# ------------------------------------------------------------------------------------ submit
+def candidate_backend_versions(backend: str, queue: str, live: Sequence[m.Worker]) -> set[str]:
+    """Backend versions a build on ``queue`` would use: those of its live workers, else local."""
+    versions = {
+        str(row.capabilities.get("backends", {}).get(backend))
+        for row in live
+        if queue in (row.queues or []) and row.capabilities.get("backends", {}).get(backend)
+    }
+    if not versions:
+        try:
+            import compiler
+
+            local = compiler.backend_versions().get(backend)
+        except ImportError:
+            local = None
+        if local:
+            versions.add(local)
+    return versions
+
+
+def _live_workers(session: Session, now: datetime) -> list[m.Worker]:
+    stmt = select(m.Worker).where(
+        m.Worker.state == m.WorkerState.ONLINE, m.Worker.last_heartbeat >= now - LIVE_WINDOW
+    )
+    return list(session.scalars(stmt))
+
+
+def _upsert_model(session: Session, farm: Farm, data: bytes, sha: str, name: str) -> m.Model:
+    existing = session.scalar(select(m.Model).where(m.Model.sha256 == sha))
+    if existing is not None:
+        # Same bytes were validated when first stored; the content hash proves they are these.
+        return existing
+    validate_model_bytes(data, farm.settings.max_model_bytes)
+    from orchestrator.store import ArtifactStoreError
+
+    try:
+        uri = farm.store.put_bytes(data).uri
+    except (ArtifactStoreError, OSError) as exc:
+        raise UnreachableError(
+            f"cannot write to the artifact store {redact(farm.settings.artifact_store)}: {exc}"
+        ) from None
+    row = m.Model(name=name, sha256=sha, size_bytes=len(data), uri=uri)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        # Another submitter stored the same model between our read and our insert.
+        raced = session.scalar(select(m.Model).where(m.Model.sha256 == sha))
+        assert raced is not None
+        return raced
+    return row
+
+
+def _upsert_spec(session: Session, spec: compiler.CompileSpec) -> m.CompileSpecRow:
+    sha = spec.sha256()
+    existing = session.scalar(select(m.CompileSpecRow).where(m.CompileSpecRow.sha256 == sha))
+    if existing is not None:
+        return existing
+    row = m.CompileSpecRow(sha256=sha, canonical_json=spec.canonical_json())
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raced = session.scalar(select(m.CompileSpecRow).where(m.CompileSpecRow.sha256 == sha))
+        assert raced is not None
+        return raced
+    return row
+
+
+def submit(
+    farm: Farm,
+    model: str | Path | bytes,
+    targets: Sequence[Target],
+    spec: compiler.CompileSpec,
+    *,
+    name: str | None = None,
+) -> Submission:
+    """Accept a model for every target: cached targets succeed at once, the rest are enqueued."""
+    if not targets:
+        raise InvalidRequestError("give at least one target architecture")
+    if spec.backend == "tensorrt" and any(t.device_class is None for t in targets):
+        raise InvalidRequestError(
+            "a TensorRT engine only runs on the GPU generation that built it: add --device-class "
+            "(e.g. sm90 for an H100, orin for a Jetson Orin)"
+        )
+    data, default_name = read_model(model, farm.settings.max_model_bytes)
+    sha = hashlib.sha256(data).hexdigest()
+    now = m.utcnow()
+    to_enqueue: list[tuple[str, str, str]] = []
+    warnings: list[str] = []
+    with farm.session() as session:
+        model_row = _upsert_model(session, farm, data, sha, name or default_name)
+        spec_row = _upsert_spec(session, spec)
+        live = _live_workers(session, now)
+        jobs: list[tuple[m.Job, m.Artifact | None]] = []
+        for target in targets:
+            request_key = m.build_key(
+                model_sha256=sha,
+                spec_sha256=spec_row.sha256,
+                backend=spec.backend,
+                backend_version=None,
+                arch=target.arch,
+                device_class=target.device_class,
+            )
+            job = m.Job(
+                id=m.new_id(),
+                model=model_row,
+                spec=spec_row,
+                arch=target.arch,
+                device_class=target.device_class,
+                queue=target.queue,
+                backend=spec.backend,
+                precision=spec.precision,
+                cache_key=request_key,
+                created_at=now,
+                phase_timings={},
+                attempts=0,
+            )
+            hit = _cached_artifact(session, sha, spec_row.sha256, spec.backend, target, live)
+            if hit is not None:
+                job.state = m.JobState.SUCCEEDED
+                # The id, not the relationship: the relationship's post-update costs an UPDATE.
+                job.artifact_id = hit.id
+                job.finished_at = now
+            else:
+                job.state = m.JobState.QUEUED
+                job.queued_at = now
+                job.celery_task_id = uuid.uuid4().hex
+                to_enqueue.append((job.id, job.queue, job.celery_task_id))
+                if not any(target.queue in (w.queues or []) for w in live):
+                    warnings.append(
+                        f"no live worker serves {target.queue}: job {job.id} waits until one "
+                        f"starts (e.g. `orchestrate worker --arch {target.arch}"
+                        + (f" --device-class {target.device_class}`" if target.device_class else "`")
+                        + " on a matching machine)"
+                    )
+            session.add(job)
+            jobs.append((job, hit))
+        session.flush()
+        # Built from the objects in hand: a cache hit then costs no second round trip.
+        infos = [JobInfo.of(job, hit) for job, hit in jobs]
+    # Enqueue only after the commit above: a worker that picks the message up must find the row.
+    failed = enqueue(farm, to_enqueue)
+    if failed:
+        raise UnreachableError(failed)
+    if to_enqueue:
+        # Enqueued jobs may have moved on already (at once, when tasks run eagerly).
+        infos = get_jobs(farm, [info.id for info in infos])
+    return Submission(jobs=infos, warnings=warnings)
+
+
+def _cached_artifact(
+    session: Session,
+    model_sha: str,
+    spec_sha: str,
+    backend: str,
+    target: Target,
+    live: Sequence[m.Worker],
+) -> m.Artifact | None:
+    versions = candidate_backend_versions(backend, target.queue, live)
+    keys = [
+        m.build_key(
+            model_sha256=model_sha,
+            spec_sha256=spec_sha,
+            backend=backend,
+            backend_version=version,
+            arch=target.arch,
+            device_class=target.device_class,
+        )
+        for version in sorted(versions)
+    ]
+    if not keys:
+        return None
+    return session.scalars(
+        select(m.Artifact).where(m.Artifact.build_key.in_(keys)).order_by(m.Artifact.created_at.desc())
+    ).first()
+
+
+def enqueue(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
+    """Send (job id, queue, task id) messages; on a broker failure, fail those jobs and say why."""
+    if not items:
+        return None
+    app = farm.app
+    try:
+        if app.conf.task_always_eager:
+            import workers.tasks  # noqa: F401  (registers the task on every app)
+
+            task = app.tasks[COMPILE_TASK]
+            for job_id, queue, task_id in items:
+                task.apply_async(args=[job_id], queue=queue, task_id=task_id)
+        else:
+            with app.producer_or_acquire() as producer:
+                for job_id, queue, task_id in items:
+                    app.send_task(
+                        COMPILE_TASK, args=[job_id], queue=queue, task_id=task_id, producer=producer
+                    )
+        return None
+    except Exception as exc:  # kombu raises many types for one cause: the broker is not there
+        if app.conf.task_always_eager:
+            raise
+        message = f"cannot reach the broker at {redact(farm.settings.broker_url)}: {exc}"
+        sent_ids = [job_id for job_id, _, _ in items]
+        with farm.session() as session:
+            session.execute(
+                update(m.Job)
+                .where(m.Job.id.in_(sent_ids), m.Job.state == m.JobState.QUEUED)
+                .values(
+                    state=m.JobState.FAILED,
+                    error_kind="enqueue_failed",
+                    error_message=message + "; run `orchestrate retry JOB` once it is back",
+                    finished_at=m.utcnow(),
+                )
+            )
+        return message
+
+
+# ------------------------------------------------------------------------------------ queries
+def _resolve_job(session: Session, ref: str) -> m.Job:
+    ref = ref.strip().lower()
+    job = session.get(m.Job, ref)
+    if job is not None:
+        return job
+    if len(ref) >= 6:
+        # Ids are long; people paste a prefix, as with git commits.
+        matches = list(session.scalars(select(m.Job).where(m.Job.id.startswith(ref)).limit(2)))
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidRequestError(f"job id prefix {ref!r} is ambiguous; give more characters")
+    raise NotFoundError(f"no job {ref!r}; `orchestrate jobs` lists them")
+
+
+def _resolve_artifact(session: Session, ref: str) -> m.Artifact:
+    ref = ref.strip().lower()
+    artifact = session.get(m.Artifact, ref)
+    if artifact is not None:
+        return artifact
+    if len(ref) >= 6:
+        stmt = select(m.Artifact).where(m.Artifact.id.startswith(ref)).limit(2)
+        matches = list(session.scalars(stmt).unique())
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidRequestError(
+                f"artifact id prefix {ref!r} is ambiguous; give more characters"
+            )
+    raise NotFoundError(f"no artifact {ref!r}; `orchestrate artifacts list` lists them")
+
+
+def get_job(farm: Farm, ref: str) -> JobInfo:
+    with farm.session() as session:
+        return JobInfo.of(_resolve_job(session, ref))
+
+
+def get_jobs(farm: Farm, job_ids: Sequence[str]) -> list[JobInfo]:
+    with farm.session() as session:
+        rows = {job.id: job for job in session.scalars(select(m.Job).where(m.Job.id.in_(job_ids))).unique()}
+        return [JobInfo.of(rows[job_id]) for job_id in job_ids if job_id in rows]
+
+
+def list_jobs(
+    farm: Farm,
+    *,
+    state: str | None = None,
+    arch: str | None = None,
+    model: str | None = None,
+    limit: int = 50,
+) -> list[JobInfo]:
+    try:
+        state_value = m.JobState(state) if state else None
+    except ValueError:
+        choices = ", ".join(s.value for s in m.JobState)
+        raise InvalidRequestError(f"unknown state {state!r}: use one of {choices}") from None
+    arch_value = _arch_filter(arch)
+    with farm.session() as session:
+        rows = m.list_jobs(session, state=state_value, arch=arch_value, model=model, limit=limit)
+        return [JobInfo.of(job) for job in rows]
+
+
+def _arch_filter(arch: str | None) -> str | None:
+    if arch is None:
+        return None
+    try:
+        return Target.parse(arch).arch
+    except RoutingError as exc:
+        raise InvalidRequestError(str(exc)) from None
+
+
+def list_artifacts(
+    farm: Farm,
+    *,
+    model: str | None = None,
+    arch: str | None = None,
+    device_class: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    limit: int = 50,
+) -> list[ArtifactInfo]:
+    arch_value = _arch_filter(arch)
+    with farm.session() as session:
+        rows = m.list_artifacts(
+            session,
+            model=model,
+            arch=arch_value,
+            device_class=device_class.lower() if device_class else None,
+            backend=backend,
+            precision=precision,
+            limit=limit,
+        )
+        return [ArtifactInfo.of(row) for row in rows]
+
+
+def get_artifact(farm: Farm, ref: str) -> ArtifactInfo:
+    with farm.session() as session:
+        return ArtifactInfo.of(_resolve_artifact(session, ref))
+
+
+def job_artifact(farm: Farm, job_ref: str) -> ArtifactInfo | None:
+    with farm.session() as session:
+        job = _resolve_job(session, job_ref)
+        return ArtifactInfo.of(job.artifact) if job.artifact is not None else None
+
+
+def download_artifact(farm: Farm, ref: str, dest: str | Path) -> Path:
+    """Copy an artifact's engine package to ``dest`` (a file, or a folder to put it in)."""
+    artifact = get_artifact(farm, ref)
+    with farm.session() as session:
+        uri = _resolve_artifact(session, artifact.id).uri
+    target = Path(dest)
+    if target.is_dir():
+        target = target / f"{artifact.model_name}.{artifact.target.replace('/', '.')}.engine.pt2"
+    from orchestrator.store import ArtifactCorruptError, ArtifactStoreError
+
+    try:
+        farm.store.get_file(uri, target, expected_sha256=artifact.sha256)
+    except ArtifactCorruptError as exc:
+        raise FarmError(str(exc)) from None
+    except (ArtifactStoreError, OSError) as exc:
+        raise UnreachableError(
+            f"cannot read artifact {artifact.id} from {redact(farm.settings.artifact_store)}: {exc}"
+        ) from None
+    return target
+
+
+def results(farm: Farm, ref: str) -> list[ValidationInfo]:
+    """Validation results of a job or of an artifact (either id works)."""
+    with farm.session() as session:
+        try:
+            job = _resolve_job(session, ref)
+        except NotFoundError:
+            artifact = _resolve_artifact(session, ref)
+            return [ValidationInfo.of(row) for row in artifact.validation_results]
+        if job.artifact is None:
+            return []
+        # A cached job has no rows of its own: its evidence is the artifact's.
+        return [ValidationInfo.of(row) for row in job.artifact.validation_results]
+
+
+def list_workers(farm: Farm, *, include_offline: bool = True) -> list[WorkerInfo]:
+    now = m.utcnow()
+    with farm.session() as session:
+        rows = session.scalars(select(m.Worker).order_by(m.Worker.name))
+        infos = [WorkerInfo.of(row, now) for row in rows]
+    return [w for w in infos if include_offline or w.live]
+
+
+# ------------------------------------------------------------------------------------ control
+def cancel(farm: Farm, ref: str) -> JobInfo:
+    """Cancel a queued or running job; the worker finds the state and stops or discards it."""
+    with farm.session() as session:
+        job = _resolve_job(session, ref)
+        if job.state.is_final:
+            raise InvalidStateError(f"job {job.id} already {job.state.value}; nothing to cancel")
+        was_running = job.state == m.JobState.RUNNING
+        job.state = m.JobState.CANCELLED
+        job.finished_at = m.utcnow()
+        job.phase = None
+        task_id = job.celery_task_id
+        job_id = job.id
+    if task_id:
+        _revoke(farm, task_id, terminate=was_running)
+    return get_job(farm, job_id)
+
+
+def _revoke(farm: Farm, task_id: str, *, terminate: bool) -> None:
+    app = farm.app
+    if app.conf.task_always_eager or not app.conf.worker_enable_remote_control:
+        return
+    # Best effort: the job row is already cancelled and the task checks it before doing work.
+    with contextlib.suppress(Exception):
+        app.control.revoke(task_id, terminate=terminate, signal="SIGTERM")
+
+
+def retry(farm: Farm, ref: str) -> JobInfo:
+    """Run a failed or cancelled job again, as a new attempt of the same job."""
+    with farm.session() as session:
+        job = _resolve_job(session, ref)
+        if job.state not in (m.JobState.FAILED, m.JobState.CANCELLED):
+            raise InvalidStateError(
+                f"job {job.id} is {job.state.value}; only failed or cancelled jobs can be retried"
+            )
+        job.state = m.JobState.QUEUED
+        job.queued_at = m.utcnow()
+        job.started_at = None
+        job.finished_at = None
+        job.phase = None
+        job.phase_timings = {}
+        job.error_kind = None
+        job.error_message = None
+        job.worker_name = None
+        job.artifact_id = None
+        job.celery_task_id = uuid.uuid4().hex
+        item = (job.id, job.queue, job.celery_task_id)
+    failed = enqueue(farm, [item])
+    if failed:
+        raise UnreachableError(failed)
+    return get_job(farm, item[0])
+
+
+ProgressCallback = Callable[[JobInfo], None]
+
+
+def wait(
+    farm: Farm,
+    ref: str,
+    *,
+    timeout: float | None = None,
+    poll_interval: float = 0.25,
+    on_change: ProgressCallback | None = None,
+) -> JobInfo:
+    """Poll until the job is final; ``on_change`` sees every new (state, phase)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    job = get_job(farm, ref)
+    seen: tuple[str, str | None] | None = None
+    while True:
+        if on_change is not None and (job.state, job.phase) != seen:
+            seen = (job.state, job.phase)
+            on_change(job)
+        if job.is_final:
+            return job
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeoutError(job, timeout or 0.0)
+        time.sleep(poll_interval)
+        job = get_job(farm, job.id)
+
+
+def raise_for_outcome(job: JobInfo) -> JobInfo:
+    if job.state == m.JobState.FAILED.value:
+        raise JobFailedError(job)
+    if job.state == m.JobState.CANCELLED.value:
+        raise JobCancelledError(job)
+    return job
+
+
+def db_error(settings: Settings, exc: SQLAlchemyError) -> UnreachableError:
+    if isinstance(exc, DBOperationalError):
+        return UnreachableError(_db_problem(settings, exc))
+    return UnreachableError(f"database error at {redact(settings.database_url)}: {exc}")

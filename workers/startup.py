@@ -1,0 +1,186 @@
+"""Worker start-up: detect capabilities, register and heartbeat in the database, run Celery.
+
+The worker subscribes only to the queues of targets it can build (``compile.<arch>`` and, with a
+GPU, ``compile.<arch>.<device-class>``). Its row in the ``workers`` table is what
+``orchestrate workers`` shows and what ``orchestrate submit`` checks before warning that nobody
+serves a target; a heartbeat thread keeps ``last_heartbeat`` fresh and the row is marked offline
+on a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import update
+
+from orchestrator import models as m
+from orchestrator.routing import RoutingError, parse_queue
+from orchestrator.services import HEARTBEAT_INTERVAL, Farm, InvalidRequestError, UnreachableError
+from orchestrator.settings import redact
+from workers.capabilities import Capabilities, detect
+
+log = logging.getLogger(__name__)
+
+POOLS = ("prefork", "solo", "threads")
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    name: str
+    capabilities: Capabilities
+    queues: list[str]
+    concurrency: int
+    pool: str
+
+
+def default_worker_name(caps: Capabilities) -> str:
+    """Unique per process, readable per machine: ``x86_64-12345@build-01``."""
+    return f"{caps.arch}-{os.getpid()}@{socket.gethostname()}"
+
+
+def qualified_worker_name(name: str) -> str:
+    """Celery names nodes ``name@host`` (and prefixes ``celery@`` otherwise); keep ours whole."""
+    return name if "@" in name else f"{name}@{socket.gethostname()}"
+
+
+def plan_worker(
+    *,
+    arch: str | None = "auto",
+    device_class: str | None = "auto",
+    queues: Sequence[str] = (),
+    concurrency: int = 1,
+    pool: str | None = None,
+    name: str | None = None,
+) -> WorkerPlan:
+    """Resolve what this worker will serve; raises InvalidRequestError for bad options."""
+    if concurrency < 1:
+        raise InvalidRequestError("--concurrency must be at least 1")
+    try:
+        caps = detect(arch, device_class)
+        selected = list(dict.fromkeys(queues)) if queues else caps.queues
+        for queue in selected:
+            served = parse_queue(queue)
+            if served.arch != caps.arch:
+                raise InvalidRequestError(
+                    f"queue {queue} is for {served.arch} but this worker is {caps.arch}: an "
+                    f"engine built here would not run there (use --arch {served.arch} only to "
+                    "simulate that machine in tests)"
+                )
+    except RoutingError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    resolved_pool = pool or "prefork"
+    if resolved_pool not in POOLS:
+        raise InvalidRequestError(f"unknown pool {pool!r}: use one of {', '.join(POOLS)}")
+    return WorkerPlan(
+        name=qualified_worker_name(name) if name else default_worker_name(caps),
+        capabilities=caps,
+        queues=selected,
+        concurrency=concurrency,
+        pool=resolved_pool,
+    )
+
+
+def register(farm: Farm, plan: WorkerPlan) -> None:
+    caps = plan.capabilities
+    now = m.utcnow()
+    with farm.session() as session:
+        row = session.get(m.Worker, plan.name)
+        if row is None:
+            row = m.Worker(name=plan.name)
+            session.add(row)
+        row.hostname = socket.gethostname()
+        row.arch = caps.arch
+        row.device_class = caps.device_class
+        row.queues = list(plan.queues)
+        row.capabilities = {**caps.to_dict(), "concurrency": plan.concurrency, "pool": plan.pool}
+        row.started_at = now
+        row.last_heartbeat = now
+        row.state = m.WorkerState.ONLINE
+
+
+def mark_offline(farm: Farm, name: str) -> None:
+    with farm.session() as session:
+        session.execute(
+            update(m.Worker).where(m.Worker.name == name).values(state=m.WorkerState.OFFLINE)
+        )
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes the worker's ``last_heartbeat`` until stopped; survives database outages."""
+
+    def __init__(self, farm: Farm, name: str, interval: float = HEARTBEAT_INTERVAL) -> None:
+        super().__init__(name=f"heartbeat-{name}", daemon=True)
+        self.farm = farm
+        self.worker_name = name
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def beat(self) -> None:
+        with self.farm.session() as session:
+            session.execute(
+                update(m.Worker)
+                .where(m.Worker.name == self.worker_name)
+                .values(last_heartbeat=m.utcnow(), state=m.WorkerState.ONLINE)
+            )
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.beat()
+            except UnreachableError as exc:
+                # The worker keeps compiling; it shows as gone until the database is back.
+                log.warning("heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+def run_worker(farm: Farm, plan: WorkerPlan, *, loglevel: str = "INFO", quiet: bool = False) -> int:
+    """Register, heartbeat and run a Celery worker in this process until it is told to stop."""
+    import workers.tasks  # noqa: F401  (registers the compile task on the app)
+
+    app = farm.app
+    register(farm, plan)
+    heartbeat = Heartbeat(farm, plan.name)
+    heartbeat.start()
+    if not quiet:
+        caps = plan.capabilities
+        gpu = f"{caps.gpu.name} (sm {caps.gpu.compute_capability})" if caps.gpu else "none"
+        backends = ", ".join(f"{k} {v}" for k, v in sorted(caps.backends.items())) or "none"
+        print(
+            f"worker {plan.name}\n"
+            f"  arch {caps.arch}, device class {caps.device_class or '-'}, GPU {gpu}\n"
+            f"  backends: {backends}\n"
+            f"  queues: {', '.join(plan.queues)}\n"
+            f"  broker: {redact(farm.settings.broker_url)}\n"
+            f"  database: {redact(farm.settings.database_url)}\n"
+            f"  pool: {plan.pool} x {plan.concurrency}",
+            flush=True,
+        )
+    try:
+        worker = app.Worker(
+            hostname=plan.name,
+            queues=list(plan.queues),
+            concurrency=plan.concurrency,
+            pool_cls=plan.pool,
+            loglevel=loglevel,
+            quiet=True,
+            # Mingle and gossip broadcast to every worker; the SQL broker cannot, and the farm
+            # keeps worker state in its own table anyway.
+            without_mingle=True,
+            without_gossip=True,
+            without_heartbeat=True,
+        )
+        worker.start()
+        return int(worker.exitcode or 0)
+    finally:
+        heartbeat.stop()
+        try:
+            mark_offline(farm, plan.name)
+        except UnreachableError as exc:
+            log.warning("could not mark worker %s offline: %s", plan.name, exc)

@@ -1,0 +1,423 @@
+"""The compile task: one job id in, an engine artifact and validation results out.
+
+The task is safe to run twice (a redelivered message, a retry, two workers given twin jobs):
+
+* it reloads the job row and does nothing for a job that is already finished or cancelled;
+* before compiling it *claims* the build under a lock on the model row, and reuses an artifact
+  that already exists for the same build key, or waits while a twin job (same model, spec and
+  target) is being compiled elsewhere, so identical submissions compile once;
+* the artifact insert is guarded by the unique build key, so a lost race reuses the winner's row.
+
+A compiler error (the user's model or spec) fails the job with its kind and message and is not
+retried; an unreachable database or artifact store is retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import OperationalError as DBOperationalError
+
+from orchestrator import models as m
+from orchestrator.celery_app import COMPILE_TASK, FarmCelery
+from orchestrator.services import Farm, UnreachableError, farm_for, load_program
+from orchestrator.settings import get_settings
+from orchestrator.store import (
+    ArtifactCorruptError,
+    ArtifactNotFoundError,
+    ArtifactStoreUnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TRANSIENT_RETRIES = 6
+# A twin job's compile may take as long as the hard time limit; poll for its result this often.
+TWIN_POLL_SECONDS = 2.0
+
+#: Errors that say "the infrastructure is not there right now", worth retrying with backoff.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    DBOperationalError,
+    ArtifactStoreUnavailableError,
+    UnreachableError,
+    OSError,
+)
+
+
+class TwinInProgress(Exception):
+    """Another job with the same build key is being compiled; this one reuses its result."""
+
+    def __init__(self, twin_id: str) -> None:
+        self.twin_id = twin_id
+        super().__init__(f"an identical build is running as job {twin_id}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a claimed job needs from the database, read in the claiming transaction."""
+
+    job_id: str
+    model_id: str
+    spec_id: str
+    model_uri: str
+    model_sha256: str
+    spec_json: str
+    spec_sha256: str
+    backend: str
+    backend_version: str
+    arch: str
+    device_class: str | None
+    precision: str
+    build_key: str
+    seed: int
+
+
+def backoff_seconds(retries: int) -> float:
+    """1, 2, 4, ... 60 s with jitter, so workers that lost the database don't return in step."""
+    return min(60.0, 2.0**retries) * random.uniform(0.8, 1.2)
+
+
+def _lock_model(session: Any, model_id: str) -> None:
+    # A no-op write takes PostgreSQL's row lock on this model (and SQLite's database write lock),
+    # so claims of jobs for one model are serialised and the twin check below cannot race.
+    session.execute(
+        update(m.Model).where(m.Model.id == model_id).values(size_bytes=m.Model.size_bytes)
+    )
+
+
+def _installed_backend_version(backend: str) -> str:
+    import compiler
+
+    return compiler.backend_versions().get(backend, "")
+
+
+def _artifact_key(job: m.Job, model_sha: str, spec_sha: str, version: str) -> str:
+    return m.build_key(
+        model_sha256=model_sha,
+        spec_sha256=spec_sha,
+        backend=job.backend,
+        backend_version=version,
+        arch=job.arch,
+        device_class=job.device_class,
+    )
+
+
+def _finish_with(job: m.Job, artifact: m.Artifact) -> None:
+    job.state = m.JobState.SUCCEEDED
+    job.artifact_id = artifact.id
+    job.phase = None
+    job.finished_at = m.utcnow()
+
+
+def claim(farm: Farm, job_id: str, worker: str) -> Claim | None:
+    """Mark the job running for ``worker``, or return None when there is nothing left to do."""
+    with farm.session() as session:
+        job = session.get(m.Job, job_id)
+        if job is None:
+            log.warning("job %s does not exist; dropping its message", job_id)
+            return None
+        _lock_model(session, job.model_id)
+        session.refresh(job)
+        if job.state.is_final:
+            log.info("job %s is already %s; nothing to do", job_id, job.state.value)
+            return None
+        version = _installed_backend_version(job.backend)
+        key = _artifact_key(job, job.model.sha256, job.spec.sha256, version)
+        existing = session.scalar(select(m.Artifact).where(m.Artifact.build_key == key))
+        if existing is not None:
+            _finish_with(job, existing)
+            log.info("job %s reuses artifact %s", job_id, existing.id)
+            return None
+        stale_before = m.utcnow() - timedelta(seconds=farm.settings.hard_time_limit + 60)
+        twin = session.scalar(
+            select(m.Job.id).where(
+                m.Job.cache_key == job.cache_key,
+                m.Job.id != job.id,
+                m.Job.state == m.JobState.RUNNING,
+                m.Job.started_at >= stale_before,
+            )
+        )
+        if twin is not None:
+            raise TwinInProgress(twin)
+        # A job found RUNNING here was held by a worker that died (acks_late gave the message
+        # back) or by this task before a transient retry: either way this task takes it over.
+        job.state = m.JobState.RUNNING
+        job.started_at = m.utcnow()
+        job.attempts = (job.attempts or 0) + 1
+        job.worker_name = worker
+        job.phase = "fetch"
+        job.phase_timings = {}
+        job.error_kind = None
+        job.error_message = None
+        return Claim(
+            job_id=job.id,
+            model_id=job.model_id,
+            spec_id=job.spec_id,
+            model_uri=job.model.uri,
+            model_sha256=job.model.sha256,
+            spec_json=job.spec.canonical_json,
+            spec_sha256=job.spec.sha256,
+            backend=job.backend,
+            backend_version=version,
+            arch=job.arch,
+            device_class=job.device_class,
+            precision=job.precision,
+            build_key=key,
+            # Recorded with every validation result, so a result can be reproduced exactly.
+            seed=int(job.cache_key[:8], 16),
+        )
+
+
+class PhaseRecorder:
+    """Writes the current phase and the seconds each finished phase took into the job row."""
+
+    def __init__(self, farm: Farm, job_id: str) -> None:
+        self.farm = farm
+        self.job_id = job_id
+        self.timings: dict[str, float] = {}
+        self._phase: str | None = None
+        self._started = time.perf_counter()
+
+    def begin(self, phase: str) -> None:
+        """Start timing ``phase`` without a write (the claim already recorded it)."""
+        self._close_phase()
+        self._phase = phase
+
+    def __call__(self, phase: str) -> None:
+        self._close_phase()
+        self._phase = phase
+        with self.farm.session() as session:
+            session.execute(
+                update(m.Job)
+                .where(m.Job.id == self.job_id, m.Job.state == m.JobState.RUNNING)
+                .values(phase=phase, phase_timings=dict(self.timings))
+            )
+
+    def _close_phase(self) -> None:
+        now = time.perf_counter()
+        if self._phase is not None:
+            self.timings[self._phase] = round(self.timings.get(self._phase, 0.0) + now - self._started, 6)
+        self._started = now
+
+    def stop(self) -> dict[str, float]:
+        self._close_phase()
+        self._phase = None
+        return dict(self.timings)
+
+
+def _fail(farm: Farm, job_id: str, worker: str, kind: str, message: str, timings: dict[str, float]) -> None:
+    with farm.session() as session:
+        session.execute(
+            update(m.Job)
+            .where(
+                m.Job.id == job_id,
+                m.Job.state == m.JobState.RUNNING,
+                m.Job.worker_name == worker,
+            )
+            .values(
+                state=m.JobState.FAILED,
+                error_kind=kind,
+                error_message=message[:10_000],
+                finished_at=m.utcnow(),
+                phase=None,
+                phase_timings=timings,
+            )
+        )
+
+
+def _record_success(
+    farm: Farm,
+    work: Claim,
+    worker: str,
+    *,
+    uri: str,
+    sha256: str,
+    size: int,
+    report: dict[str, Any],
+    validation: list[Any],
+    timings: dict[str, float],
+) -> str | None:
+    """Write artifact, results and the succeeded job in one transaction; the artifact id."""
+    with farm.session() as session:
+        _lock_model(session, work.model_id)
+        job = session.get(m.Job, work.job_id)
+        if job is None:
+            return None
+        session.refresh(job)
+        if job.state != m.JobState.RUNNING or job.worker_name != worker:
+            # Cancelled (or taken over) while compiling: the user no longer wants this result.
+            log.info("job %s is %s; discarding its build", job.id, job.state.value)
+            return None
+        artifact = session.scalar(select(m.Artifact).where(m.Artifact.build_key == work.build_key))
+        if artifact is None:
+            stats = {k: v for k, v in report.items() if k != "timings"}
+            artifact = m.Artifact(
+                id=m.new_id(),
+                job_id=job.id,
+                model_id=work.model_id,
+                spec_id=work.spec_id,
+                backend=work.backend,
+                backend_version=work.backend_version,
+                arch=work.arch,
+                device_class=work.device_class,
+                precision=work.precision,
+                uri=uri,
+                sha256=sha256,
+                size_bytes=size,
+                partition_stats=stats,
+                build_key=work.build_key,
+            )
+            try:
+                with session.begin_nested():
+                    session.add(artifact)
+            except IntegrityError:
+                artifact = session.scalar(
+                    select(m.Artifact).where(m.Artifact.build_key == work.build_key)
+                )
+                assert artifact is not None
+            else:
+                for result in validation:
+                    session.add(
+                        m.ValidationResult(
+                            artifact_id=artifact.id,
+                            job_id=job.id,
+                            output_name=result.output,
+                            metric=result.metric,
+                            value=float(result.value),
+                            threshold=None if result.threshold is None else float(result.threshold),
+                            passed=bool(result.passed),
+                            seed=work.seed,
+                        )
+                    )
+        job.phase_timings = timings
+        _finish_with(job, artifact)
+        return artifact.id
+
+
+def run_job(
+    farm: Farm,
+    job_id: str,
+    worker: str,
+    *,
+    on_phase: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Claim, compile, store, validate and record one job. Raises only transient errors."""
+    import compiler
+
+    work = claim(farm, job_id, worker)
+    if work is None:
+        return {"job_id": job_id, "outcome": "skipped"}
+    recorder = PhaseRecorder(farm, job_id)
+
+    def progress(phase: str) -> None:
+        recorder(phase)
+        if on_phase is not None:
+            on_phase(phase)
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="orchestrate-job-") as tmp:
+            model_path = Path(tmp) / "model.pt2"
+            recorder.begin("fetch")
+            farm.store.get_file(work.model_uri, model_path, expected_sha256=work.model_sha256)
+            program = load_program(model_path, farm.settings.max_model_bytes)
+            spec = compiler.CompileSpec.parse(_json_loads(work.spec_json))
+            compiled = compiler.compile(program, spec, progress=progress)
+            progress("save")
+            engine_path = Path(tmp) / "engine.pt2"
+            compiler.save(compiled, engine_path)
+            progress("upload")
+            stored = farm.store.put_file(engine_path)
+            progress("validate")
+            validation = compiler.validate(compiled, program, spec, seed=work.seed)
+            report = compiled.report.to_dict()
+    except compiler.CompilerError as exc:
+        _fail(farm, job_id, worker, exc.kind, str(exc), recorder.stop())
+        return {"job_id": job_id, "outcome": "failed", "error_kind": exc.kind}
+    except (ArtifactNotFoundError, ArtifactCorruptError) as exc:
+        # The stored model is gone or altered: no retry brings it back; resubmit the file.
+        _fail(farm, job_id, worker, "model_unavailable", f"{exc}; submit the model again", recorder.stop())
+        return {"job_id": job_id, "outcome": "failed", "error_kind": "model_unavailable"}
+    except SoftTimeLimitExceeded:
+        message = f"the compile ran past the soft time limit of {farm.settings.soft_time_limit:g} s"
+        _fail(farm, job_id, worker, "timeout", message, recorder.stop())
+        return {"job_id": job_id, "outcome": "failed", "error_kind": "timeout"}
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        # A bug, not the user's fault, and not going away on retry: record it for the report.
+        log.exception("job %s failed unexpectedly", job_id)
+        _fail(farm, job_id, worker, "internal_error", f"{type(exc).__name__}: {exc}", recorder.stop())
+        return {"job_id": job_id, "outcome": "failed", "error_kind": "internal_error"}
+    timings = recorder.stop()
+    # The compiler measures its own phases more precisely than the progress callbacks can.
+    timings.update({k: round(float(v), 6) for k, v in report.get("timings", {}).items()})
+    artifact_id = _record_success(
+        farm,
+        work,
+        worker,
+        uri=stored.uri,
+        sha256=stored.sha256,
+        size=stored.size,
+        report=report,
+        validation=list(validation),
+        timings=timings,
+    )
+    outcome = "succeeded" if artifact_id is not None else "discarded"
+    return {"job_id": job_id, "outcome": outcome, "artifact_id": artifact_id}
+
+
+def _json_loads(text: str) -> Any:
+    import json
+
+    return json.loads(text)
+
+
+def worker_name_of(task: Task) -> str:
+    hostname = getattr(task.request, "hostname", None)
+    return hostname or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _farm_of(task: Task) -> Farm:
+    app = task.app
+    settings = app.settings if isinstance(app, FarmCelery) else get_settings()
+    return farm_for(settings)
+
+
+@shared_task(name=COMPILE_TASK, bind=True, max_retries=MAX_TRANSIENT_RETRIES)
+def compile_job(self: Task, job_id: str) -> dict[str, Any]:
+    """Build the engine of one job (see the module docstring for the guarantees)."""
+    farm = _farm_of(self)
+    worker = worker_name_of(self)
+    try:
+        return run_job(farm, job_id, worker)
+    except TwinInProgress as twin:
+        log.info("job %s waits for its twin %s", job_id, twin.twin_id)
+        if self.request.is_eager:
+            # Eager mode has no queue to come back through; the twin ran to completion already
+            # unless it is still running in another process, so poll for it here.
+            time.sleep(TWIN_POLL_SECONDS)
+        raise self.retry(countdown=TWIN_POLL_SECONDS, max_retries=None) from None
+    except TRANSIENT_ERRORS as exc:
+        if self.request.retries >= MAX_TRANSIENT_RETRIES:
+            log.error("job %s: giving up after %d retries: %s", job_id, self.request.retries, exc)
+            try:
+                _fail(farm, job_id, worker, "infrastructure_error", str(exc), {})
+            except TRANSIENT_ERRORS:
+                log.error("job %s: could not record the failure either", job_id)
+            raise
+        delay = backoff_seconds(self.request.retries)
+        log.warning("job %s: transient error (%s); retrying in %.1f s", job_id, exc, delay)
+        raise self.retry(exc=exc, countdown=delay) from None
