@@ -6,4 +6,5 @@ bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check compiler orchestrator workers migrations tests benchmarks
 echo "== mypy"; mypy
-echo "== pytest"; python -m pytest -q -p no:cacheprovider "$@"
+# two workers, one test file each at a time: module-scoped model fixtures are built once
+echo "== pytest"; python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile "$@"
