@@ -358,6 +358,12 @@ def example_inputs_from_spec(spec: CompileSpec) -> list[torch.Tensor] | None:
         shape = item.opt_shape
         if shape is None:
             return None
+        if item.min is not None and item.max is not None:
+            # torch.export specializes a dynamic dimension traced at size 0 or 1
+            shape = [
+                2 if lo != hi and size < 2 <= hi else size
+                for size, lo, hi in zip(shape, item.min, item.max, strict=True)
+            ]
         dtype = getattr(torch, item.dtype or "float32")
         if dtype.is_floating_point:
             tensors.append(torch.randn(shape, dtype=dtype))

@@ -96,14 +96,22 @@ class CompiledModule(torch.nn.Module):
                 info.check(value)
 
     def example_inputs(self, which: str = "opt", seed: int = 0) -> list[torch.Tensor]:
-        """Random inputs at the ``min``, ``opt`` or ``max`` end of each input's range."""
+        """Random inputs at the ``min``, ``opt`` or ``max`` end of each input's range, or
+        ``"export"``: opt sizes, but at least 2 on dynamic dimensions, because torch.export
+        specializes a dimension traced at size 0 or 1 to that constant."""
         generator = torch.Generator().manual_seed(seed)
         tensors = []
         for info in self.signature:
-            shape = [
-                d.min if which == "min" else (d.max if which == "max" and d.max is not None else o)
-                for d, o in zip(info.dims, info.opt, strict=True)
-            ]
+            shape = []
+            for d, o in zip(info.dims, info.opt, strict=True):
+                if which == "min":
+                    shape.append(d.min)
+                elif which == "max" and d.max is not None:
+                    shape.append(d.max)
+                elif which == "export" and not d.static and o < 2 and (d.max is None or d.max >= 2):
+                    shape.append(2)
+                else:
+                    shape.append(o)
             tensors.append(random_tensor(shape, info.dtype, generator))
         return tensors
 

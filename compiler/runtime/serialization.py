@@ -81,7 +81,7 @@ def save(compiled: CompiledModule, path: str | Path) -> Path:
 
 def export_program(compiled: CompiledModule) -> torch.export.ExportedProgram:
     """The stitched program as an ExportedProgram with the compiled dynamic ranges."""
-    flat = compiled.example_inputs("opt")
+    flat = compiled.example_inputs("export")
     dims = _dynamic_dims(compiled.program_graph, compiled.signature)
     if compiled._in_spec is not None:
         args, kwargs = pytree.tree_unflatten(flat, compiled._in_spec)
