@@ -29,7 +29,7 @@ from compiler.frontend import (
 from compiler.lowering import LoweringSettings, lower
 from compiler.partitioning import PartitionPlan, RegistryOperatorSupport, partition
 from compiler.report import CompileReport
-from compiler.runtime.engine_op import EXECUTE_ENGINE, register_engine
+from compiler.runtime.engine_op import EXECUTE_ENGINE, acquire_engine, release_engine
 from compiler.runtime.module import CompiledModule
 from compiler.runtime.shapes import ShapeExpressionError, dim_to_expr, eval_expr, expr_text
 from compiler.spec import CompileSpec
@@ -82,15 +82,12 @@ def compile(
     report = _report(spec, backend, plan, signature, pass_timings)
     engines: dict[str, tuple[EngineMeta, bytes]] = {}
     ranges = _symbol_ranges(plan.graph_module, signature)
-    for name in plan.engine_modules:
-        try:
-            meta, engine = _build_partition(plan.graph_module, name, spec, backend, ranges, phase)
-        except (ConversionError, BackendError, ShapeExpressionError) as exc:
-            if spec.partitioning.require_full_compilation:
-                raise ConversionFailedError(f"partition {name} could not be built: {exc}") from exc
-            _mark_fallback(report, name, f"conversion failed: {exc}")
-            continue
-        engines[meta.engine_id] = (meta, engine)
+    try:
+        _build_all(plan, spec, backend, ranges, phase, report, engines)
+    except BaseException:
+        for engine_id in engines:  # the compiled module that would own them never comes to be
+            release_engine(engine_id)
+        raise
     with phase("runtime"):
         program_graph = plan.graph_module
         _drop_unused_attributes(program_graph)
@@ -99,6 +96,28 @@ def compile(
         compiled = CompiledModule(program_graph, signature, spec, engines, report)
     report.timings = dict(phase.timings)
     return compiled
+
+
+def _build_all(
+    plan: PartitionPlan,
+    spec: CompileSpec,
+    backend: Backend,
+    ranges: dict[str, tuple[int, int, int]],
+    phase: _Phases,
+    report: CompileReport,
+    engines: dict[str, tuple[EngineMeta, bytes]],
+) -> None:
+    for name in plan.engine_modules:
+        try:
+            meta, engine = _build_partition(plan.graph_module, name, spec, backend, ranges, phase)
+        except (ConversionError, BackendError, ShapeExpressionError) as exc:
+            if spec.partitioning.require_full_compilation:
+                raise ConversionFailedError(f"partition {name} could not be built: {exc}") from exc
+            _mark_fallback(report, name, f"conversion failed: {exc}")
+            continue
+        if meta.engine_id in engines:  # identical partitions share one engine and one reference
+            release_engine(meta.engine_id)
+        engines[meta.engine_id] = (meta, engine)
 
 
 def plan(
@@ -260,7 +279,7 @@ def _build_partition(
             device=spec.device,
             extra={**extra, "symbols": symbols, "output_dims": output_dims, "partition": name},
         )
-        register_engine(backend.load(engine, meta))
+        acquire_engine(meta, lambda: backend.load(engine, meta))
     with phase("runtime"):
         engine_inputs = [call.args[placeholders.index(n)] for n in converted.input_nodes]
         graph = parent.graph

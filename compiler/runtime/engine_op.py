@@ -9,6 +9,7 @@ input shapes with the expressions recorded at compile time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from compiler.runtime.shapes import eval_expr
 
 _ENGINES: dict[str, EngineRunner] = {}
 _METAS: dict[str, EngineMeta] = {}
+_REFS: dict[str, int] = {}  # compiled modules holding each engine; at zero it is unloaded
 _LOCK = threading.Lock()
 
 
@@ -25,10 +27,32 @@ class EngineNotLoadedError(RuntimeError):
     pass
 
 
-def register_engine(runner: EngineRunner) -> None:
+def acquire_engine(meta: EngineMeta, load: Callable[[], EngineRunner]) -> EngineRunner:
+    """The loaded engine ``meta.engine_id``, loading it with ``load`` if this process has none;
+    each acquire is balanced by one ``release_engine`` (compiled modules do it when collected)."""
     with _LOCK:
-        _ENGINES[runner.meta.engine_id] = runner
-        _METAS[runner.meta.engine_id] = runner.meta
+        runner = _ENGINES.get(meta.engine_id)
+        if runner is None:
+            runner = load()
+            _ENGINES[meta.engine_id] = runner
+            _METAS[meta.engine_id] = meta
+        _REFS[meta.engine_id] = _REFS.get(meta.engine_id, 0) + 1
+        return runner
+
+
+def release_engine(engine_id: str) -> None:
+    with _LOCK:
+        count = _REFS.get(engine_id, 0) - 1
+        if count > 0:
+            _REFS[engine_id] = count
+            return
+        _REFS.pop(engine_id, None)
+        _ENGINES.pop(engine_id, None)
+        _METAS.pop(engine_id, None)
+
+
+def loaded_engines() -> list[str]:
+    return list(_ENGINES)
 
 
 def get_engine(engine_id: str) -> EngineRunner:

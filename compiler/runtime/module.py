@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import operator
 import warnings
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from compiler.backends.base import EngineMeta
 from compiler.errors import InputMismatchError
 from compiler.frontend import InputInfo
 from compiler.report import CompileReport
-from compiler.runtime.engine_op import EXECUTE_ENGINE, get_engine, run_engine
+from compiler.runtime.engine_op import EXECUTE_ENGINE, get_engine, release_engine, run_engine
 from compiler.spec import CompileSpec
 
 
@@ -43,6 +44,8 @@ class CompiledModule(torch.nn.Module):
         self.spec = spec
         self.engines = engines
         self.report = report
+        # the module owns one reference to each engine (taken by compile or load)
+        weakref.finalize(self, _release_all, tuple(engines))
         self.runtime_graph = _direct_engine_calls(program_graph)
         self._fast = _single_engine_plan(program_graph, len(self.signature))
         self._fast_runner = get_engine(self._fast[0]) if self._fast is not None else None
@@ -114,6 +117,11 @@ class CompiledModule(torch.nn.Module):
                     shape.append(o)
             tensors.append(random_tensor(shape, info.dtype, generator))
         return tensors
+
+
+def _release_all(engine_ids: tuple[str, ...]) -> None:
+    for engine_id in engine_ids:
+        release_engine(engine_id)
 
 
 def random_tensor(shape: Sequence[int], dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:

@@ -31,7 +31,7 @@ from compiler.frontend import (
     sanitize_archive,
 )
 from compiler.report import CompileReport
-from compiler.runtime.engine_op import register_engine
+from compiler.runtime.engine_op import acquire_engine, release_engine
 from compiler.runtime.module import CompiledModule
 from compiler.spec import CompileSpec
 
@@ -141,8 +141,17 @@ def load(source: str | Path | bytes, max_bytes: int | None = None) -> CompiledMo
         digest = hashlib.sha256(engine).hexdigest()
         if digest != entry["sha256"] or digest != meta.engine_id:
             raise EngineIntegrityError(f"engine {meta.engine_id[:12]} does not match its sha256; the file is damaged")
-        register_engine(get_backend(meta.backend).load(engine, meta))
         engines[meta.engine_id] = (meta, engine)
+    acquired: list[str] = []
+    try:
+        for meta, engine in engines.values():
+            backend = get_backend(meta.backend)
+            acquire_engine(meta, lambda b=backend, e=engine, m=meta: b.load(e, m))  # type: ignore[misc]
+            acquired.append(meta.engine_id)
+    except BaseException:
+        for engine_id in acquired:
+            release_engine(engine_id)
+        raise
     try:
         with TORCH_LOAD_LOCK:
             program = torch.export.load(io.BytesIO(cleaned))

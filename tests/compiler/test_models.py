@@ -161,6 +161,17 @@ def test_dynamic_bert_rejects_shapes_out_of_range_naming_input_dim_and_range(
         bert_dynamic.module(*inputs)
 
 
+@pytest.mark.slow
+def test_dynamic_bert_saved_and_loaded_keeps_its_ranges(bert_dynamic: Compiled, tmp_path: Path) -> None:
+    loaded = compiler.load(compiler.save(bert_dynamic.module, tmp_path / "bert_dynamic.engine.pt2"))
+    for batch, seq in ((1, 16), (2, 200)):
+        inputs = bert_dynamic.case.fresh_inputs(seed=seq, batch=batch, seq=seq)
+        with torch.inference_mode():
+            torch.testing.assert_close(loaded(*inputs), bert_dynamic.module(*inputs), atol=0, rtol=0)
+    with pytest.raises(InputMismatchError, match=r"input 'input_ids' dimension 0 is 9, outside the compiled range 1\.\.8"):
+        loaded(*bert_dynamic.case.fresh_inputs(seed=0, batch=9, seq=16))
+
+
 # ---------------------------------------------------------------------- PyTorch fallback
 class SortedFeatures(torch.nn.Module):
     """Convolutions around a sort along the channel dimension, which stays in PyTorch."""

@@ -99,3 +99,22 @@ def test_plain_exported_program_is_not_a_compiled_program(tmp_path: Path) -> Non
     torch.export.save(torch.export.export(torch.nn.ReLU(), (torch.randn(2),)), path)
     with pytest.raises(InvalidModelError, match="manifest.json is missing"):
         compiler.load(path)
+
+
+def test_engines_are_unloaded_when_the_last_module_using_them_is_collected(tmp_path: Path) -> None:
+    import gc
+
+    from compiler.runtime.engine_op import loaded_engines
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
+    compiled = compiler.compile(model, example_inputs=[torch.randn(2, 8)])
+    (engine_id,) = compiled.engines
+    loaded = compiler.load(compiler.save(compiled, tmp_path / "m.engine.pt2"))
+    del compiled
+    gc.collect()
+    assert engine_id in loaded_engines()  # the loaded module still holds it
+    x = torch.randn(2, 8)
+    torch.testing.assert_close(loaded(x), model(x), atol=1e-6, rtol=1e-6)
+    del loaded
+    gc.collect()
+    assert engine_id not in loaded_engines()
