@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,47 +96,17 @@ class OnnxRuntimeRunner(EngineRunner):
         # measurable for small models (the runtime validates shapes itself).
         self._run = self.session._sess.run
         self._options = None
-        self._bind_run = self.session._sess.run_with_iobinding
-        self._bound = False  # see benchmarks/README.md: which CPU path is faster
-        self._local = threading.local()  # one IOBinding per thread: bindings are not shareable
-        self._in_types = [(t.torch_dtype, _NUMPY_OF[t.dtype]) for t in meta.inputs]
-        self._out_types = [(t.torch_dtype, _NUMPY_OF[t.dtype]) for t in meta.outputs]
-        dims = meta.extra.get("output_dims")
-        self._static_shapes = (
-            [list(d) for d in dims] if dims is not None and all(isinstance(x, int) for d in dims for x in d) else None
-        )
+        # On CPU, numpy views of the torch tensors are fed to ORT: binding raw pointers through
+        # IOBinding measured slower per call here (benchmarks/README.md).
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if self._on_cuda:
             return self._run_cuda(inputs)
-        if self._bound and "output_dims" in self.meta.extra:
-            return self._run_bound(inputs)
         feed = {
             name: t.numpy() if t.device.type == "cpu" and not t.requires_grad else _as_numpy(t)
             for name, t in zip(self._input_names, inputs, strict=True)
         }
         return [torch.from_numpy(o) for o in self._run(self._output_names, feed, self._options)]
-
-    def _run_bound(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """CPU run with ORT reading the input tensors' memory and writing straight into output
-        tensors allocated here: no numpy arrays on either side."""
-        binding = getattr(self._local, "binding", None)
-        if binding is None:
-            binding = self._local.binding = self.session.io_binding()._iobinding
-        keep = []  # converted inputs must outlive the run
-        for name, tensor, (dtype, np_type) in zip(self._input_names, inputs, self._in_types, strict=True):
-            if tensor.device.type != "cpu" or tensor.dtype != dtype or not tensor.is_contiguous():
-                tensor = tensor.to("cpu", dtype).contiguous()
-            keep.append(tensor)
-            binding.bind_input(name, _CPU, np_type, tensor.shape, tensor.data_ptr())
-        shapes = self._static_shapes or self._output_shapes(keep)
-        outputs = []
-        for name, shape, (dtype, np_type) in zip(self._output_names, shapes, self._out_types, strict=True):
-            out = torch.empty(shape, dtype=dtype)
-            binding.bind_output(name, _CPU, np_type, shape, out.data_ptr())
-            outputs.append(out)
-        self._bind_run(binding, self._options)
-        return outputs
 
     def _run_cuda(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         device = torch.device(self.meta.device)
@@ -165,15 +134,6 @@ class OnnxRuntimeRunner(EngineRunner):
 
         env = {name: int(inputs[i].shape[d]) for name, (i, d) in self.meta.extra["symbols"].items()}
         return [[int(eval_expr(e, env)) for e in dims] for dims in self.meta.extra["output_dims"]]
-
-
-def _cpu_device() -> Any:
-    from onnxruntime.capi import _pybind_state as C
-
-    return C.OrtDevice(C.OrtDevice.cpu(), C.OrtDevice.default_memory(), 0)
-
-
-_CPU = _cpu_device()
 
 
 def _apply_precision(onnx_model: bytes, spec: CompileSpec) -> bytes:
