@@ -59,7 +59,7 @@ def main() -> None:
             for worker in workers:
                 worker.start(settings, timeout=300)
             t0 = time.time()
-            job_ids = []
+            job_ids: list[str] = []
             for i in range(args.jobs):
                 job_ids.extend(j.id for j in services.submit(farm, model, [Target("x86_64")], spec_for(i)).jobs)
             submitted = time.time()
@@ -78,13 +78,13 @@ def main() -> None:
                 jobs = session.scalars(select(m.Job).where(m.Job.id.in_(job_ids))).unique().all()
                 states = {j.state.value for j in jobs}
                 attempts = sorted({j.attempts for j in jobs})
-                artifacts = session.scalar(select(func.count()).select_from(m.Artifact))
-                distinct_builders = session.scalar(select(func.count(func.distinct(m.Artifact.job_id))))
+                artifacts = session.scalar(select(func.count()).select_from(m.Artifact)) or 0
+                distinct_builders = session.scalar(select(func.count(func.distinct(m.Artifact.job_id)))) or 0
                 busy = sum(
                     (j.finished_at - j.started_at).total_seconds() for j in jobs if j.started_at and j.finished_at
                 )
                 inside = sum(sum(v for k, v in j.phase_timings.items() if k in INSIDE_COMPILER) for j in jobs)
-                per_worker = {}
+                per_worker: dict[str | None, int] = {}
                 for j in jobs:
                     per_worker[j.worker_name] = per_worker.get(j.worker_name, 0) + 1
         finally:
