@@ -103,7 +103,7 @@ class OnnxRuntimeRunner(EngineRunner):
         if self._on_cuda:
             return self._run_cuda(inputs)
         feed = {
-            name: t.numpy() if t.device.type == "cpu" and not t.requires_grad else _as_numpy(t)
+            name: t.numpy() if t.is_cpu and not t.requires_grad else _as_numpy(t)
             for name, t in zip(self._input_names, inputs, strict=True)
         }
         return [torch.from_numpy(o) for o in self._run(self._output_names, feed, self._options)]

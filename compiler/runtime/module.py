@@ -62,6 +62,7 @@ class CompiledModule(torch.nn.Module):
         info = getattr(codegen, "pytree_info", None)
         self._in_spec = info.in_spec if info is not None else None
         self._out_spec = info.out_spec if info is not None else None
+        self._plain_output = self._out_spec is None or self._out_spec.is_leaf()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Straight to forward: nn.Module's hook dispatch costs microseconds per call, which is
@@ -78,7 +79,7 @@ class CompiledModule(torch.nn.Module):
             assert self._fast is not None
             positions = self._fast[1]
             outputs = self._fast_runner.run([args[i] for i in positions])
-            if self._out_spec is None or self._out_spec.is_leaf():
+            if self._plain_output:
                 return outputs[0] if len(outputs) == 1 else tuple(outputs)
             return pytree.tree_unflatten(outputs, self._out_spec)
         return self.runtime_graph(*args)
