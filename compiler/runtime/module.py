@@ -79,7 +79,7 @@ class CompiledModule(torch.nn.Module):
             assert self._fast is not None
             positions = self._fast[1]
             outputs = self._fast_runner.run([args[i] for i in positions])
-            if self._plain_output:
+            if self._plain_output or self._out_spec is None:
                 return outputs[0] if len(outputs) == 1 else tuple(outputs)
             return pytree.tree_unflatten(outputs, self._out_spec)
         return self.runtime_graph(*args)
