@@ -13,7 +13,6 @@ from typing import Any
 import onnx_ir as ir
 import torch
 from torch import fx
-from torch.utils import _pytree as pytree
 
 from compiler.backends import Backend, EngineMeta, TensorMeta, get_backend
 from compiler.conversion import REGISTRY, ConversionError, convert_graph
@@ -36,7 +35,6 @@ from compiler.spec import CompileSpec
 
 ModelLike = torch.export.ExportedProgram | torch.nn.Module | str | Path
 Progress = Callable[[str], None]
-PHASES = ("frontend", "lowering", "partitioning", "conversion", "build", "runtime")
 
 
 class ConversionFailedError(CompilerError):
@@ -330,13 +328,3 @@ def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
     for part in target.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def flat_example(compiled: CompiledModule, which: str = "opt", seed: int = 0) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Example (args, kwargs) in the program's calling convention."""
-    flat = compiled.example_inputs(which, seed)
-    in_spec = compiled._in_spec
-    if in_spec is None:
-        return tuple(flat), {}
-    args, kwargs = pytree.tree_unflatten(flat, in_spec)
-    return tuple(args), dict(kwargs)
