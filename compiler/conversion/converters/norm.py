@@ -18,7 +18,7 @@ import torch
 from torch import fx
 
 from compiler.conversion.context import ConversionContext, fake_of
-from compiler.conversion.converters._helpers import used_outputs
+from compiler.conversion.converters._helpers import argument, used_outputs
 from compiler.conversion.registry import converter
 
 aten = torch.ops.aten
@@ -336,9 +336,9 @@ def aten_layer_norm(
 ) -> ir.Value:
     """layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1e-05, bool cudnn_enable=True) -> Tensor"""
     x, normalized_shape = args[:2]
-    weight = args[2] if len(args) > 2 else kwargs.get("weight")
-    bias = args[3] if len(args) > 3 else kwargs.get("bias")
-    eps = args[4] if len(args) > 4 else kwargs.get("eps", 1e-5)
+    weight = argument(args, kwargs, 2, "weight")
+    bias = argument(args, kwargs, 3, "bias")
+    eps = argument(args, kwargs, 4, "eps", 1e-5)
     return _layer_norm(ctx, node, x, normalized_shape, weight, bias, eps, want_stats=False)[0]
 
 
@@ -423,9 +423,9 @@ def aten_group_norm(
 ) -> ir.Value:
     """group_norm(Tensor input, int num_groups, Tensor? weight=None, Tensor? bias=None, float eps=1e-05, bool cudnn_enabled=True) -> Tensor"""
     x, groups = args[:2]
-    weight = args[2] if len(args) > 2 else kwargs.get("weight")
-    bias = args[3] if len(args) > 3 else kwargs.get("bias")
-    eps = args[4] if len(args) > 4 else kwargs.get("eps", 1e-5)
+    weight = argument(args, kwargs, 2, "weight")
+    bias = argument(args, kwargs, 3, "bias")
+    eps = argument(args, kwargs, 4, "eps", 1e-5)
     return _group_norm(ctx, node, x, int(groups), weight, bias, eps, want_stats=False)[0]
 
 
@@ -486,8 +486,8 @@ def aten_rms_norm(
 ) -> ir.Value:
     """rms_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, float? eps=None) -> Tensor"""
     x, normalized_shape = args[:2]
-    weight = args[2] if len(args) > 2 else kwargs.get("weight")
-    eps = args[3] if len(args) > 3 else kwargs.get("eps")
+    weight = argument(args, kwargs, 2, "weight")
+    eps = argument(args, kwargs, 3, "eps")
     return _rms_norm(ctx, node, x, normalized_shape, weight, eps)[0]
 
 
