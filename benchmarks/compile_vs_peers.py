@@ -46,7 +46,12 @@ from benchmarks import zoo
 RESULTS = Path(__file__).resolve().parent / "results" / "compile_vs_peers.json"
 LATENCY_TARGET = 1.05  # ours / peer
 MIN_SAMPLE_S = 0.05  # a sample repeats calls until it lasts about this long (at least 3 calls)
-QUIESCE_S = 0.01
+# ONNX Runtime's pool threads keep spinning for 30-40 ms after a run on this machine (measured:
+# process CPU time accrues in the 10 ms windows after the last call; eager PyTorch's OpenMP
+# threads stop within one window). Every session pins its worker thread to the same core, so a
+# contender that starts while the previous session still spins runs its parallel sections at half
+# speed; a 10 ms pause here once made whichever ORT contender followed another look 20-40 % slower.
+QUIESCE_S = 0.1
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -130,8 +135,7 @@ def interleaved_latency(
             for _ in range(count):
                 fn()
             samples[name].append((time.perf_counter() - start) / count)
-            # ONNX Runtime's pool threads spin for a while after a run; left spinning they would
-            # take the cores from whichever contender comes next
+            # let the pool threads of this contender stop spinning (see QUIESCE_S)
             time.sleep(QUIESCE_S)
     return samples
 
