@@ -9,7 +9,9 @@ For each model of the zoo (batch 1, CPU, fp32), in one process and on the same i
 - compile time from the ``nn.Module``: the peer's ``torch.onnx.export`` + save +
   ``InferenceSession``, and our ``torch.export.export`` + ``compiler.compile``;
 - the time ``compiler.load`` takes to bring back our saved package;
-- both outputs compared with eager (cosine and max |diff| / max |reference|).
+- both outputs compared with eager (cosine and max |diff| / max |reference|);
+- besides the ratio of the medians, the median and quartiles of the per-round ratio ours/peer,
+  which show how much of a difference is machine noise.
 
     .venv/bin/python benchmarks/compile_vs_peers.py
     .venv/bin/python benchmarks/compile_vs_peers.py --models digits_cnn,resnet50 --runs 30
@@ -195,6 +197,12 @@ def measure(name: str, runs: int, workdir: Path) -> dict[str, Any]:
     result["runs"] = runs
     if "peer_ms" in result and "ours_ms" in result:
         result["ours_over_peer"] = result["ours_ms"] / result["peer_ms"]
+        # the same ratio per round (ours and the peer are sampled in the same round, seconds
+        # apart), and its quartiles: how far the ratio of medians can be trusted on this machine
+        paired = [o / p for o, p in zip(samples["ours"], samples["peer"], strict=True)]
+        result["ours_over_peer_paired"] = statistics.median(paired)
+        quartiles = statistics.quantiles(paired, n=4)
+        result["ours_over_peer_paired_q1_q3"] = [quartiles[0], quartiles[2]]
         result["latency_target_met"] = result["ours_over_peer"] <= LATENCY_TARGET
     if "peer_compile_s" in result and "ours_compile_s" in result:
         result["compile_target_met"] = result["ours_compile_s"] <= result["peer_compile_s"]
@@ -216,8 +224,9 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
-        "| model | eager ms | peer ms | ours ms | ours/peer | peer compile s | ours compile s | ours load s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | eager ms | peer ms | ours ms | ours/peer | per-round ratio, median [q1, q3] "
+        "| peer compile s | ours compile s | ours load s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         ours = _cell(row, "ours_ms", ".3f")
@@ -225,10 +234,17 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
             ours += " (partial)"
         lines.append(
             f"| {row['model']} | {_cell(row, 'eager_ms', '.3f')} | {_cell(row, 'peer_ms', '.3f')} | {ours} "
-            f"| {_cell(row, 'ours_over_peer', '.3f')} | {_cell(row, 'peer_compile_s', '.2f')} "
+            f"| {_cell(row, 'ours_over_peer', '.3f')} | {_paired(row)} | {_cell(row, 'peer_compile_s', '.2f')} "
             f"| {_cell(row, 'ours_compile_s', '.2f')} | {_cell(row, 'ours_load_s', '.2f')} |"
         )
     return "\n".join(lines)
+
+
+def _paired(row: dict[str, Any]) -> str:
+    if "ours_over_peer_paired" not in row:
+        return "—"
+    q1, q3 = row["ours_over_peer_paired_q1_q3"]
+    return f"{row['ours_over_peer_paired']:.3f} [{q1:.2f}, {q3:.2f}]"
 
 
 def environment() -> dict[str, Any]:

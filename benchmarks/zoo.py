@@ -334,7 +334,17 @@ def convnext_tiny() -> ModelCase:
 def efficientnet_b0() -> ModelCase:
     from transformers import EfficientNetConfig, EfficientNetForImageClassification
 
-    config = _config(EfficientNetConfig, image_size=224, num_labels=1000)  # B0: width and depth 1.0
+    # transformers' default EfficientNetConfig is B7 (width 2.0, depth 3.1, 66M parameters);
+    # B0 is width and depth 1.0 with a 1280-wide head (5.3M parameters)
+    config = _config(
+        EfficientNetConfig,
+        image_size=224,
+        width_coefficient=1.0,
+        depth_coefficient=1.0,
+        hidden_dim=1280,
+        dropout_rate=0.2,
+        num_labels=1000,
+    )
     model = _seeded(lambda: _vision(EfficientNetForImageClassification(config)))
     return ModelCase("efficientnet_b0", ImageModel(model).eval(), _image_inputs(0), notes="logits, re-initialised weights", make_inputs=_image_inputs)
 

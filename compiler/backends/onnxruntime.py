@@ -35,6 +35,17 @@ _NUMPY_OF = {
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
+    # Sessions created by build(), handed to the load() that follows for the same engine object
+    # (compile builds and loads each engine back to back): creating a session for a large model
+    # takes about a second, and doing it twice doubled the build phase. Keyed by the engine's
+    # id() and holding the bytes, so an id cannot be reused while its entry lives. At most two
+    # are kept (two compiles in threads of one process); a session whose load never comes, as
+    # for a partition identical to one already loaded, is dropped by a later build.
+    _FRESH_LIMIT = 2
+
+    def __init__(self) -> None:
+        self._fresh: dict[int, tuple[bytes, Any]] = {}
+
     def available(self) -> bool:
         try:
             import onnxruntime  # noqa: F401
@@ -77,18 +88,23 @@ class OnnxRuntimeBackend(Backend):
     ) -> tuple[bytes, dict[str, Any]]:
         engine = _apply_precision(onnx_model, spec)
         # Creating the session here proves the model loads and lets ORT report errors at build
-        # time rather than at the first call; the optimized graph is rebuilt at load time.
+        # time rather than at the first call; the load() that follows in compile reuses it.
         session = _session(engine, spec.device)
+        while len(self._fresh) >= self._FRESH_LIMIT:
+            self._fresh.pop(next(iter(self._fresh)))
+        self._fresh[id(engine)] = (engine, session)
         return engine, {"providers": session.get_providers(), "precision": spec.precision}
 
     def load(self, engine: bytes, meta: EngineMeta) -> EngineRunner:
-        return OnnxRuntimeRunner(engine, meta)
+        fresh = self._fresh.pop(id(engine), None)
+        session = fresh[1] if fresh is not None and fresh[0] is engine else None
+        return OnnxRuntimeRunner(engine, meta, session)
 
 
 class OnnxRuntimeRunner(EngineRunner):
-    def __init__(self, engine: bytes, meta: EngineMeta) -> None:
+    def __init__(self, engine: bytes, meta: EngineMeta, session: Any = None) -> None:
         self.meta = meta
-        self.session = _session(engine, meta.device)
+        self.session = session if session is not None else _session(engine, meta.device)
         self._input_names = [t.name for t in meta.inputs]
         self._output_names = [t.name for t in meta.outputs]
         self._on_cuda = meta.device.startswith("cuda")

@@ -79,6 +79,31 @@ def test_build_returns_the_model_and_the_providers_used() -> None:
     assert extra == {"providers": ["CPUExecutionProvider"], "precision": "fp32"}
 
 
+def test_load_right_after_build_reuses_the_session_build_created(monkeypatch: pytest.MonkeyPatch) -> None:
+    import compiler.backends.onnxruntime as ort_backend
+
+    created = []
+    real_session = ort_backend._session
+    monkeypatch.setattr(ort_backend, "_session", lambda *a: created.append(a) or real_session(*a))
+    backend = OnnxRuntimeBackend()
+    engine, extra = backend.build(MLP, CPU, [X], [Y])
+    meta = EngineMeta("0" * 64, "onnxruntime", "", (X,), (Y,), "cpu", extra)
+    first = backend.load(engine, meta)
+    assert len(created) == 1
+    # a second load of the same engine (another module, or compiler.load) gets its own session
+    second = backend.load(engine, meta)
+    assert len(created) == 2 and second.session is not first.session
+    x = torch.randn(2, 8)
+    assert torch.equal(first.run([x])[0], second.run([x])[0])
+
+
+def test_sessions_kept_for_a_load_that_never_comes_are_bounded() -> None:
+    backend = OnnxRuntimeBackend()
+    engines = [backend.build(bytes(bytearray(MLP)), CPU, [X], [Y])[0] for _ in range(5)]
+    assert len(backend._fresh) == backend._FRESH_LIMIT
+    assert set(backend._fresh) == {id(e) for e in engines[-backend._FRESH_LIMIT :]}
+
+
 def test_engine_matches_numpy_at_two_batch_sizes() -> None:
     runner = load(MLP, [X], [Y])
     for batch in (1, 16):
