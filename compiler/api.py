@@ -105,9 +105,11 @@ def _build_all(
     report: CompileReport,
     engines: dict[str, tuple[EngineMeta, bytes]],
 ) -> None:
+    # one engine and no PyTorch code around it: nothing else of the program shares its cores
+    whole_program = len(plan.engine_modules) == 1 and not plan.fallback_ops
     for name in plan.engine_modules:
         try:
-            meta, engine = _build_partition(plan.graph_module, name, spec, backend, ranges, phase)
+            meta, engine = _build_partition(plan.graph_module, name, spec, backend, ranges, phase, whole_program)
         except (ConversionError, BackendError, ShapeExpressionError) as exc:
             if spec.partitioning.require_full_compilation:
                 raise ConversionFailedError(f"partition {name} could not be built: {exc}") from exc
@@ -236,6 +238,7 @@ def _build_partition(
     backend: Backend,
     ranges: dict[str, tuple[int, int, int]],
     phase: _Phases,
+    whole_program: bool,
 ) -> tuple[EngineMeta, bytes]:
     submodule = parent.get_submodule(name)
     assert isinstance(submodule, fx.GraphModule)
@@ -267,7 +270,7 @@ def _build_partition(
         output_dims = [[dim_to_expr(d) for d in fake_of(n).shape] for n in out_nodes]
         _check_symbols(output_dims, symbols, name)
     with phase("build"):
-        engine, extra = backend.build(onnx_bytes, spec, inputs, outputs)
+        engine, extra = backend.build(onnx_bytes, spec, inputs, outputs, whole_program=whole_program)
         meta = EngineMeta(
             engine_id=hashlib.sha256(engine).hexdigest(),
             backend=backend.name,

@@ -129,8 +129,14 @@ class Backend(ABC):
         spec: CompileSpec,
         inputs: Sequence[TensorMeta],
         outputs: Sequence[TensorMeta],
+        *,
+        whole_program: bool = True,
     ) -> tuple[bytes, dict[str, Any]]:
-        """Build an engine; return its bytes and backend-specific metadata for the manifest."""
+        """Build an engine; return its bytes and backend-specific metadata for the manifest.
+
+        ``whole_program`` is False when the compiled program runs other work between this
+        engine's calls (other engines, PyTorch fallback code), which a CPU backend sharing
+        cores with that work should know about."""
 
     @abstractmethod
     def load(self, engine: bytes, meta: EngineMeta) -> EngineRunner: ...

@@ -44,7 +44,7 @@ class OnnxRuntimeBackend(Backend):
     _FRESH_LIMIT = 2
 
     def __init__(self) -> None:
-        self._fresh: dict[int, tuple[bytes, Any]] = {}
+        self._fresh: dict[int, tuple[bytes, Any, bool]] = {}
 
     def available(self) -> bool:
         try:
@@ -85,26 +85,31 @@ class OnnxRuntimeBackend(Backend):
         spec: CompileSpec,
         inputs: Sequence[TensorMeta],
         outputs: Sequence[TensorMeta],
+        *,
+        whole_program: bool = True,
     ) -> tuple[bytes, dict[str, Any]]:
         engine = _apply_precision(onnx_model, spec)
         # Creating the session here proves the model loads and lets ORT report errors at build
         # time rather than at the first call; the load() that follows in compile reuses it.
-        session = _session(engine, spec.device)
+        session = _session(engine, spec.device, spin_after_run=whole_program)
         while len(self._fresh) >= self._FRESH_LIMIT:
             self._fresh.pop(next(iter(self._fresh)))
-        self._fresh[id(engine)] = (engine, session)
-        return engine, {"providers": session.get_providers(), "precision": spec.precision}
+        self._fresh[id(engine)] = (engine, session, whole_program)
+        extra = {"providers": session.get_providers(), "precision": spec.precision, "whole_program": whole_program}
+        return engine, extra
 
     def load(self, engine: bytes, meta: EngineMeta) -> EngineRunner:
+        whole_program = bool(meta.extra.get("whole_program", True))
         fresh = self._fresh.pop(id(engine), None)
-        session = fresh[1] if fresh is not None and fresh[0] is engine else None
-        return OnnxRuntimeRunner(engine, meta, session)
+        if fresh is not None and fresh[0] is engine and fresh[2] == whole_program:
+            return OnnxRuntimeRunner(engine, meta, fresh[1])
+        return OnnxRuntimeRunner(engine, meta, _session(engine, meta.device, spin_after_run=whole_program))
 
 
 class OnnxRuntimeRunner(EngineRunner):
-    def __init__(self, engine: bytes, meta: EngineMeta, session: Any = None) -> None:
+    def __init__(self, engine: bytes, meta: EngineMeta, session: Any) -> None:
         self.meta = meta
-        self.session = session if session is not None else _session(engine, meta.device)
+        self.session = session
         self._input_names = [t.name for t in meta.inputs]
         self._output_names = [t.name for t in meta.outputs]
         self._on_cuda = meta.device.startswith("cuda")
@@ -208,19 +213,20 @@ def _providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _session(model: bytes, device: str) -> Any:
+def _session(model: bytes, device: str, *, spin_after_run: bool = True) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    # The pool's worker threads still spin between the parallel sections of one run, but stop
-    # when the run ends instead of spinning on for 30-40 ms: each session pins its workers to
-    # the same cores, so a spinning pool halved the speed of whatever ran next — the next engine
-    # of a partitioned program, PyTorch fallback code, the caller. Measured: MobileNetV2 split
-    # into 11 engines by PyTorch adds, 14.4 -> 5.2-7.5 ms; single-engine models unchanged
-    # (benchmarks/README.md).
-    options.add_session_config_entry("session.force_spinning_stop", "1")
+    if not spin_after_run:
+        # An engine that shares its program with other engines or PyTorch code: its pool
+        # threads still spin between the parallel sections of a run but sleep when it ends,
+        # instead of spinning on for 30-40 ms pinned to the cores the next engine's pool and
+        # PyTorch want. MobileNetV2 split into 11 engines by PyTorch adds: 20.6 -> 6.2 ms
+        # (benchmarks/partitioned.py). An engine that is the whole program keeps ORT's default:
+        # stopping costs ~3 us per run, 12 % of the digits CNN's.
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     providers: list[Any] = _providers(device)
     if device.startswith("cuda:"):
         index = int(device.split(":")[1])

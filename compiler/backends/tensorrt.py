@@ -142,6 +142,8 @@ class TensorRTBackend(Backend):
         spec: CompileSpec,
         inputs: Sequence[TensorMeta],
         outputs: Sequence[TensorMeta],
+        *,
+        whole_program: bool = True,  # GPU engines: nothing to adjust
     ) -> tuple[bytes, dict[str, Any]]:
         options = spec.tensorrt
         settings = derive_settings(

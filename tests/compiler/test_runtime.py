@@ -50,6 +50,18 @@ def test_fallback_program_matches_eager_at_two_batch_sizes_after_save_and_load(t
         torch.testing.assert_close(loaded(x), expected, atol=1e-5, rtol=1e-5)
 
 
+def test_engines_know_whether_they_are_the_whole_program(tmp_path: Path) -> None:
+    # engines that share the program with other engines or PyTorch code are built so that their
+    # thread pools do not keep the cores busy after a run; the choice survives save and load
+    split = compiler.compile(Net().eval(), _spec())
+    loaded = compiler.load(compiler.save(split, tmp_path / "net.engine.pt2"))
+    for module in (split, loaded):
+        assert [meta.extra["whole_program"] for meta, _ in module.engines.values()] == [False, False]
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
+    whole = compiler.compile(model, example_inputs=[torch.randn(2, 8)])
+    assert [meta.extra["whole_program"] for meta, _ in whole.engines.values()] == [True]
+
+
 def test_saved_program_is_an_exported_program_calling_execute_engine(tmp_path: Path) -> None:
     compiled = compiler.compile(Net().eval(), _spec())
     path = compiler.save(compiled, tmp_path / "net.engine.pt2")

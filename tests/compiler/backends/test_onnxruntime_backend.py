@@ -76,7 +76,26 @@ def load(model: bytes, inputs: Sequence[TensorMeta], outputs: Sequence[TensorMet
 def test_build_returns_the_model_and_the_providers_used() -> None:
     engine, extra = BACKEND.build(MLP, CPU, [X], [Y])
     assert onnx.load_model_from_string(engine).graph.node[0].op_type == "MatMul"
-    assert extra == {"providers": ["CPUExecutionProvider"], "precision": "fp32"}
+    assert extra == {"providers": ["CPUExecutionProvider"], "precision": "fp32", "whole_program": True}
+
+
+@pytest.mark.parametrize("whole_program", [True, False])
+def test_pool_threads_stop_spinning_after_a_run_unless_the_engine_is_the_whole_program(
+    whole_program: bool,
+) -> None:
+    backend = OnnxRuntimeBackend()
+    engine, extra = backend.build(MLP, CPU, [X], [Y], whole_program=whole_program)
+    meta = EngineMeta("0" * 64, "onnxruntime", "", (X,), (Y,), "cpu", extra)
+    for runner in (backend.load(engine, meta), backend.load(engine, meta)):  # reused, then new
+        options = runner.session.get_session_options()  # type: ignore[attr-defined]
+        assert _config_entry(options, "session.force_spinning_stop") == (None if whole_program else "1")
+
+
+def _config_entry(options: ort.SessionOptions, key: str) -> str | None:
+    try:
+        return str(options.get_session_config_entry(key))
+    except Exception:  # ORT raises its own RuntimeError subclass for an absent key
+        return None
 
 
 def test_load_right_after_build_reuses_the_session_build_created(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,7 +103,7 @@ def test_load_right_after_build_reuses_the_session_build_created(monkeypatch: py
 
     created = []
     real_session = ort_backend._session
-    monkeypatch.setattr(ort_backend, "_session", lambda *a: created.append(a) or real_session(*a))
+    monkeypatch.setattr(ort_backend, "_session", lambda *a, **k: created.append(a) or real_session(*a, **k))
     backend = OnnxRuntimeBackend()
     engine, extra = backend.build(MLP, CPU, [X], [Y])
     meta = EngineMeta("0" * 64, "onnxruntime", "", (X,), (Y,), "cpu", extra)
