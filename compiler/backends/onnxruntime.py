@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -128,6 +128,25 @@ class OnnxRuntimeRunner(EngineRunner):
             for name, t in zip(self._input_names, inputs, strict=True)
         }
         return [torch.from_numpy(o) for o in self._run(self._output_names, feed, self._options)]
+
+    def unchecked_cpu_run(self) -> Callable[[Sequence[torch.Tensor]], list[torch.Tensor]] | None:
+        if self._on_cuda:
+            return None
+        run, input_names, output_names = self._run, self._input_names, self._output_names
+        from_numpy = torch.from_numpy
+        if len(input_names) == 1:
+            (name,) = input_names
+
+            def run_one(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+                return [from_numpy(o) for o in run(output_names, {name: inputs[0].numpy()}, None)]
+
+            return run_one
+
+        def run_many(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+            feed = {n: t.numpy() for n, t in zip(input_names, inputs, strict=True)}
+            return [from_numpy(o) for o in run(output_names, feed, None)]
+
+        return run_many
 
     def _run_cuda(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         device = torch.device(self.meta.device)

@@ -17,6 +17,7 @@ def run_passes(
 ) -> tuple[fx.GraphModule, dict[str, float]]:
     timings: dict[str, float] = {}
     done: list[str] = []
+    modified = False
     for pass_fn in passes:
         name = pass_fn.__name__
         start = time.perf_counter()
@@ -30,7 +31,11 @@ def run_passes(
         gm = result.graph_module
         if result.modified:
             gm.graph.lint()
-            gm.recompile()
+            modified = True
         timings[name] = time.perf_counter() - start
         done.append(name)
+    if modified:
+        # once, not after every pass: passes work on the graph, and generating a large graph's
+        # Python code takes a tenth of a second each time
+        gm.recompile()
     return gm, timings

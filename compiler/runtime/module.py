@@ -14,7 +14,7 @@ import copy
 import operator
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -63,6 +63,7 @@ class CompiledModule(torch.nn.Module):
         self._in_spec = info.in_spec if info is not None else None
         self._out_spec = info.out_spec if info is not None else None
         self._plain_output = self._out_spec is None or self._out_spec.is_leaf()
+        self._exact_call = self._exact_shape_call()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Straight to forward: nn.Module's hook dispatch costs microseconds per call, which is
@@ -70,6 +71,10 @@ class CompiledModule(torch.nn.Module):
         return self.forward(*args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self._exact_call is not None and not kwargs:
+            result = self._exact_call(args)
+            if result is not None:
+                return result
         if kwargs or len(args) != len(self.signature):
             flat = pytree.tree_leaves((args, kwargs))
             self._check(flat)
@@ -83,6 +88,58 @@ class CompiledModule(torch.nn.Module):
                 return outputs[0] if len(outputs) == 1 else tuple(outputs)
             return pytree.tree_unflatten(outputs, self._out_spec)
         return self.runtime_graph(*args)
+
+    def _exact_shape_call(self) -> Callable[[tuple[Any, ...]], Any] | None:
+        """The quickest path, for a single-engine program on the CPU called with plain tensors
+        of exactly the compiled dtypes and lowest shapes (every shape, for a static program):
+        one comparison per input, then the engine. Anything else returns None and takes the
+        checked path. Worth ~3 us a call, an eighth of the digits CNN's run time."""
+        if self._fast is None or self._fast_runner is None or not self._plain_output:
+            return None
+        run = self._fast_runner.unchecked_cpu_run()
+        if run is None:
+            return None
+        positions = self._fast[1]
+        expected = [(dtype, low) for dtype, low, _ in self._guards]
+        tensor = torch.Tensor
+        count = len(expected)
+
+        if count == 1 and positions == [0]:
+            ((dtype, shape),) = expected
+
+            def call_one(args: tuple[Any, ...]) -> Any:
+                if len(args) != 1:
+                    return None
+                value = args[0]
+                if (
+                    type(value) is not tensor
+                    or value.dtype is not dtype
+                    or value.shape != shape
+                    or value.requires_grad
+                    or not value.is_cpu
+                ):
+                    return None
+                outputs = run(args)
+                return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+            return call_one
+
+        def call_many(args: tuple[Any, ...]) -> Any:
+            if len(args) != count:
+                return None
+            for value, (dtype, shape) in zip(args, expected, strict=True):
+                if (
+                    type(value) is not tensor
+                    or value.dtype is not dtype
+                    or value.shape != shape
+                    or value.requires_grad
+                    or not value.is_cpu
+                ):
+                    return None
+            outputs = run([args[i] for i in positions])
+            return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+        return call_many
 
     def _check(self, flat: Sequence[Any]) -> None:
         if len(flat) != len(self._guards):

@@ -92,6 +92,34 @@ def test_single_engine_program_uses_the_direct_call_path() -> None:
     torch.testing.assert_close(compiled(x), model(x), atol=1e-6, rtol=1e-6)
 
 
+def test_exact_shape_calls_skip_the_checked_path_and_everything_else_takes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
+    compiled = compiler.compile(model, example_inputs=[torch.randn(2, 8)])
+    assert compiled._exact_call is not None
+    checked = []
+    real_check = compiled._check
+    monkeypatch.setattr(compiled, "_check", lambda flat: checked.append(len(flat)) or real_check(flat))
+    x = torch.randn(2, 8)
+    with torch.no_grad():
+        expected = model(x)
+    torch.testing.assert_close(compiled(x), expected, atol=1e-6, rtol=1e-6)
+    assert checked == []
+    # a tensor that needs grad, a strided view, a subclass: same answer through the checked path
+    strided = torch.randn(8, 2).t()
+    for value in (x.clone().requires_grad_(), strided, torch.nn.Parameter(x.clone())):
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(value), model(value), atol=1e-6, rtol=1e-6)
+    assert checked == [1, 1]  # the strided view is a plain CPU tensor of the right shape
+    with pytest.raises(InputMismatchError, match="dtype"):
+        compiled(x.double())
+    with pytest.raises(InputMismatchError, match="shape|dimension"):
+        compiled(torch.randn(3, 8))
+    with pytest.raises(InputMismatchError, match="takes 1 input"):
+        compiled(x, x)
+
+
 def test_damaged_engine_is_refused_on_load(tmp_path: Path) -> None:
     compiled = compiler.compile(Net().eval(), _spec())
     path = compiler.save(compiled, tmp_path / "net.engine.pt2")
