@@ -4,7 +4,8 @@ MobileNetV2 (batch 1, CPU, fp32) compiled three ways in one process: whole (one 
 ``aten.add.Tensor`` forced to run in PyTorch (``torch_executed_ops``), which cuts the network at
 every residual connection into about a dozen engines with PyTorch code between them — the shape
 of a real model with a few unsupported ops. Latency is the median of ``--runs`` samples taken
-round-robin with eager PyTorch, after a pause that lets thread pools go idle.
+round-robin with eager PyTorch, as ``compile_vs_peers.py`` samples (a pause after each sample
+lets the thread pools go idle).
 
     .venv/bin/python benchmarks/partitioned.py [--model mobilenet_v2] [--runs 30]
 """
@@ -15,10 +16,8 @@ import argparse
 import json
 import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,27 +26,9 @@ import torch
 
 import compiler
 from benchmarks import zoo
+from benchmarks.compile_vs_peers import interleaved_latency
 
 RESULTS = Path(__file__).resolve().parent / "results" / "partitioned.json"
-PAUSE_S = 0.1  # ONNX Runtime and OpenMP pool threads idle after this (compile_vs_peers.py)
-
-
-def latency(contenders: dict[str, Callable[[], Any]], runs: int, calls: int = 5) -> dict[str, float]:
-    for fn in contenders.values():
-        for _ in range(3):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
-    names = list(contenders)
-    for run in range(runs):
-        for name in names[run % len(names) :] + names[: run % len(names)]:
-            fn = contenders[name]
-            fn()
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            samples[name].append((time.perf_counter() - start) / calls)
-            time.sleep(PAUSE_S)
-    return {name: statistics.median(values) * 1e3 for name, values in samples.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             problems = zoo.compare(module(*inputs), reference)
             if problems:
                 raise SystemExit(f"{label} disagrees with eager: {'; '.join(problems)}")
-        ms = latency(
+        samples = interleaved_latency(
             {
                 "eager": lambda: case.module(*inputs),
                 "whole": lambda: whole(*inputs),
@@ -81,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             args.runs,
         )
+    ms = {name: statistics.median(values) * 1e3 for name, values in samples.items()}
     fallback = dict(split.report.fallback_ops)
     print(f"{args.model}, batch 1; split: {split.report.num_engines} engines, PyTorch runs {fallback}")
     print("| program | engines | ms |")

@@ -101,7 +101,6 @@ class CompiledModule(torch.nn.Module):
             return None
         positions = self._fast[1]
         expected = [(dtype, low) for dtype, low, _ in self._guards]
-        tensor = torch.Tensor
         count = len(expected)
 
         if count == 1 and positions == [0]:
@@ -110,14 +109,7 @@ class CompiledModule(torch.nn.Module):
             def call_one(args: tuple[Any, ...]) -> Any:
                 if len(args) != 1:
                     return None
-                value = args[0]
-                if (
-                    type(value) is not tensor
-                    or value.dtype is not dtype
-                    or value.shape != shape
-                    or value.requires_grad
-                    or not value.is_cpu
-                ):
+                if not _plain_cpu_tensor(args[0], dtype, shape):
                     return None
                 outputs = run(args)
                 return outputs[0] if len(outputs) == 1 else tuple(outputs)
@@ -128,13 +120,7 @@ class CompiledModule(torch.nn.Module):
             if len(args) != count:
                 return None
             for value, (dtype, shape) in zip(args, expected, strict=True):
-                if (
-                    type(value) is not tensor
-                    or value.dtype is not dtype
-                    or value.shape != shape
-                    or value.requires_grad
-                    or not value.is_cpu
-                ):
+                if not _plain_cpu_tensor(value, dtype, shape):
                     return None
             outputs = run([args[i] for i in positions])
             return outputs[0] if len(outputs) == 1 else tuple(outputs)
@@ -175,6 +161,17 @@ class CompiledModule(torch.nn.Module):
                     shape.append(o)
             tensors.append(random_tensor(shape, info.dtype, generator))
         return tensors
+
+
+def _plain_cpu_tensor(value: Any, dtype: torch.dtype, shape: tuple[int, ...]) -> bool:
+    """A CPU tensor (not a subclass) of exactly ``dtype`` and ``shape`` that needs no grad."""
+    return (
+        type(value) is torch.Tensor
+        and value.dtype is dtype
+        and value.shape == shape
+        and not value.requires_grad
+        and value.is_cpu
+    )
 
 
 def _release_all(engine_ids: tuple[str, ...]) -> None:
