@@ -244,7 +244,7 @@ def _session(model: bytes, device: str, *, spin_after_run: bool = True) -> Any:
         # instead of spinning on for 30-40 ms pinned to the cores the next engine's pool and
         # PyTorch want. MobileNetV2 split into 11 engines by PyTorch adds: 20.6 -> 6.2 ms
         # (benchmarks/partitioned.py). An engine that is the whole program keeps ORT's default:
-        # stopping costs ~3 us per run, 12 % of the digits CNN's.
+        # stopping cost 1.5-3 us per run here, up to a tenth of the digits CNN's run time.
         options.add_session_config_entry("session.force_spinning_stop", "1")
     providers: list[Any] = _providers(device)
     if device.startswith("cuda:"):
