@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,6 +46,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self) -> None:
         self._fresh: dict[int, tuple[bytes, Any, bool]] = {}
+        self._fresh_lock = threading.Lock()
 
     def available(self) -> bool:
         try:
@@ -92,15 +94,17 @@ class OnnxRuntimeBackend(Backend):
         # Creating the session here proves the model loads and lets ORT report errors at build
         # time rather than at the first call; the load() that follows in compile reuses it.
         session = _session(engine, spec.device, spin_after_run=whole_program)
-        while len(self._fresh) >= self._FRESH_LIMIT:
-            self._fresh.pop(next(iter(self._fresh)))
-        self._fresh[id(engine)] = (engine, session, whole_program)
+        with self._fresh_lock:
+            while len(self._fresh) >= self._FRESH_LIMIT:
+                self._fresh.pop(next(iter(self._fresh)))
+            self._fresh[id(engine)] = (engine, session, whole_program)
         extra = {"providers": session.get_providers(), "precision": spec.precision, "whole_program": whole_program}
         return engine, extra
 
     def load(self, engine: bytes, meta: EngineMeta) -> EngineRunner:
         whole_program = bool(meta.extra.get("whole_program", True))
-        fresh = self._fresh.pop(id(engine), None)
+        with self._fresh_lock:
+            fresh = self._fresh.pop(id(engine), None)
         if fresh is not None and fresh[0] is engine and fresh[2] == whole_program:
             return OnnxRuntimeRunner(engine, meta, fresh[1])
         return OnnxRuntimeRunner(engine, meta, _session(engine, meta.device, spin_after_run=whole_program))
