@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Any
 
 import onnx_ir as ir
@@ -83,7 +84,7 @@ def used_outputs(node: fx.Node) -> set[int]:
     return used
 
 
-def argument(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any = None) -> Any:
+def argument(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str, default: Any = None) -> Any:
     """A schema argument that may arrive positionally (at ``index``) or by ``name``."""
     if len(args) > index:
         return args[index]

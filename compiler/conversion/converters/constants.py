@@ -17,7 +17,8 @@ import torch
 from torch import fx
 
 from compiler.conversion.context import ConversionContext, ConversionError
-from compiler.conversion.converters.shape import arg_or_default, static_shape
+from compiler.conversion.converters._helpers import argument
+from compiler.conversion.converters.shape import static_shape
 from compiler.conversion.registry import converter
 
 aten = torch.ops.aten
@@ -82,7 +83,7 @@ def aten_arange_start_step(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value:
     """arange.start_step(Scalar start, Scalar end, Scalar step=1, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor"""
-    return _arange(ctx, node, args[0], args[1], arg_or_default(args, kwargs, 2, "step", 1))
+    return _arange(ctx, node, args[0], args[1], argument(args, kwargs, 2, "step", 1))
 
 
 # ---------------------------------------------------------------------------- filled tensors

@@ -14,8 +14,8 @@ import torch
 from torch import fx
 
 from compiler.conversion.context import ConversionContext, ConversionError, fake_of
-from compiler.conversion.converters._helpers import normalize_dim
-from compiler.conversion.converters.shape import INT64_MAX, arg_or_default, slice_axis, static_shape
+from compiler.conversion.converters._helpers import argument, normalize_dim
+from compiler.conversion.converters.shape import INT64_MAX, slice_axis, static_shape
 from compiler.conversion.registry import converter
 
 aten = torch.ops.aten
@@ -99,20 +99,13 @@ def _inverse(perm: list[int]) -> list[int]:
     return inv
 
 
+# what moving advanced-index axes to the front and broadcasting the index tensors emits
+_ADVANCED_INDEX_OPS = {"Transpose", "Expand", "Unsqueeze", "Concat", "Cast", "Add", "Mul", "Shape"}
+
+
 @converter(
     aten.index.Tensor,
-    onnx_ops={
-        "Gather",
-        "GatherND",
-        "Transpose",
-        "Expand",
-        "Unsqueeze",
-        "Concat",
-        "Cast",
-        "Add",
-        "Mul",
-        "Shape",
-    },
+    onnx_ops={"Gather", "GatherND", *_ADVANCED_INDEX_OPS},
     validator=_validate_index,
 )
 def aten_index(
@@ -138,7 +131,7 @@ def _validate_index_put(node: fx.Node) -> str | None:
         return None
     fakes = _index_fakes(node)
     values = fake_of(node.args[2])
-    accumulate = arg_or_default(node.args, node.kwargs, 3, "accumulate", False)  # type: ignore[arg-type]
+    accumulate = argument(node.args, node.kwargs, 3, "accumulate", False)  # type: ignore[arg-type]
     if len(fakes) == 1 and fakes[0].dtype == torch.bool and values.numel() == 1 and not accumulate:
         return None  # x[mask] = scalar is an elementwise select
     return "boolean-mask index_put has a data-dependent number of updates"
@@ -146,20 +139,7 @@ def _validate_index_put(node: fx.Node) -> str | None:
 
 @converter(
     aten.index_put.default,
-    onnx_ops={
-        "ScatterND",
-        "Transpose",
-        "Expand",
-        "Unsqueeze",
-        "Concat",
-        "Cast",
-        "Add",
-        "Mul",
-        "Shape",
-        "Slice",
-        "Where",
-        "Reshape",
-    },
+    onnx_ops={"ScatterND", "Slice", "Where", "Reshape", *_ADVANCED_INDEX_OPS},
     validator=_validate_index_put,
 )
 def aten_index_put(
@@ -169,7 +149,7 @@ def aten_index_put(
     x, indices = args[0], list(args[1])
     dtype = ctx.node_dtype(node)
     values = ctx.cast(args[2], dtype)
-    accumulate = bool(arg_or_default(args, kwargs, 3, "accumulate", False))
+    accumulate = bool(argument(args, kwargs, 3, "accumulate", False))
     rank = ctx.node_rank(node)
     if _has_mask(node):
         mask = indices[0]
@@ -273,7 +253,7 @@ def aten_take_along_dim(
 ) -> ir.Value:
     """take_along_dim(Tensor self, Tensor indices, int? dim=None) -> Tensor"""
     x, index = args[0], args[1]
-    dim = arg_or_default(args, kwargs, 2, "dim")
+    dim = argument(args, kwargs, 2, "dim")
     if dim is None:
         flat = ctx.ints([-1])
         return ctx.op(
@@ -374,7 +354,7 @@ def aten_scatter_reduce_two(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value:
     """scatter_reduce.two(Tensor self, int dim, Tensor index, Tensor src, str reduce, *, bool include_self=True) -> Tensor"""
-    reduce = arg_or_default(args, kwargs, 4, "reduce")
+    reduce = argument(args, kwargs, 4, "reduce")
     return _scatter(ctx, node, args, args[3], _SCATTER_REDUCE_TWO[reduce])
 
 
@@ -420,10 +400,10 @@ def aten_slice_scatter(
     x = args[0]
     src = ctx.cast(args[1], ctx.node_dtype(node))
     rank = ctx.node_rank(node)
-    axis = normalize_dim(arg_or_default(args, kwargs, 2, "dim", 0), rank)
-    start = arg_or_default(args, kwargs, 3, "start")
-    end = arg_or_default(args, kwargs, 4, "end")
-    step = arg_or_default(args, kwargs, 5, "step", 1)
+    axis = normalize_dim(argument(args, kwargs, 2, "dim", 0), rank)
+    start = argument(args, kwargs, 3, "start")
+    end = argument(args, kwargs, 4, "end")
+    step = argument(args, kwargs, 5, "step", 1)
     # Slice clamps start/end exactly as PyTorch's slicing does
     positions = slice_axis(
         ctx,
@@ -467,7 +447,7 @@ def aten_copy(
 def _trilu(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any], upper: int
 ) -> ir.Value:
-    diagonal = arg_or_default(args, kwargs, 1, "diagonal", 0)
+    diagonal = argument(args, kwargs, 1, "diagonal", 0)
     k = (
         ctx.cast(diagonal, torch.int64)
         if isinstance(diagonal, ir.Value)

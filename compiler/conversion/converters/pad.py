@@ -13,7 +13,7 @@ import torch
 from torch import fx
 
 from compiler.conversion.context import ConversionContext
-from compiler.conversion.converters.shape import arg_or_default
+from compiler.conversion.converters._helpers import argument
 from compiler.conversion.registry import converter
 
 aten = torch.ops.aten
@@ -66,7 +66,7 @@ def _validate_border_pad(node: fx.Node) -> str | None:
 
 
 def _validate_pad(node: fx.Node) -> str | None:
-    mode = arg_or_default(node.args, node.kwargs, 2, "mode", "constant")  # type: ignore[arg-type]
+    mode = argument(node.args, node.kwargs, 2, "mode", "constant")  # type: ignore[arg-type]
     if mode not in _MODES:
         return f"padding mode {mode!r} is not supported"
     if mode != "constant":
@@ -80,7 +80,7 @@ def aten_constant_pad_nd(
 ) -> ir.Value:
     """constant_pad_nd(Tensor self, SymInt[] pad, Scalar value=0) -> Tensor"""
     return _pad(
-        ctx, node, args[0], args[1], "constant", arg_or_default(args, kwargs, 2, "value", 0)
+        ctx, node, args[0], args[1], "constant", argument(args, kwargs, 2, "value", 0)
     )
 
 
@@ -117,5 +117,5 @@ def aten_pad(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value:
     """pad(Tensor self, SymInt[] pad, str mode="constant", float? value=None) -> Tensor"""
-    mode = arg_or_default(args, kwargs, 2, "mode", "constant")
-    return _pad(ctx, node, args[0], args[1], _MODES[mode], arg_or_default(args, kwargs, 3, "value"))
+    mode = argument(args, kwargs, 2, "mode", "constant")
+    return _pad(ctx, node, args[0], args[1], _MODES[mode], argument(args, kwargs, 3, "value"))

@@ -17,22 +17,13 @@ import torch
 from torch import fx
 
 from compiler.conversion.context import ConversionContext, ConversionError, fake_of
-from compiler.conversion.converters._helpers import normalize_dim, normalize_dims
+from compiler.conversion.converters._helpers import argument, normalize_dim, normalize_dims
 from compiler.conversion.registry import converter
 
 aten = torch.ops.aten
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
-
-
-def arg_or_default(
-    args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str, default: Any = None
-) -> Any:
-    """Argument ``index`` (or keyword ``name``) of an ATen call, or the schema default."""
-    if len(args) > index:
-        return args[index]
-    return kwargs.get(name, default)
 
 
 def add_sizes(ctx: ConversionContext, a: int | ir.Value, b: int | ir.Value) -> int | ir.Value:
@@ -210,7 +201,7 @@ def aten_squeeze(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value:
     """squeeze.dims(Tensor(a) self, int[] dim) -> Tensor(a)"""
-    dims = arg_or_default(args, kwargs, 1, "dim")
+    dims = argument(args, kwargs, 1, "dim")
     return _squeeze(ctx, node, args[0], dims)
 
 
@@ -244,7 +235,7 @@ def aten_cat(
     fx_tensors = node.args[0]
     assert isinstance(fx_tensors, (list, tuple))
     rank = ctx.node_rank(node)
-    axis = normalize_dim(arg_or_default(args, kwargs, 1, "dim", 0), rank)
+    axis = normalize_dim(argument(args, kwargs, 1, "dim", 0), rank)
     values = [
         ctx.cast(v, dtype)
         for v, n in zip(args[0], fx_tensors, strict=True)
@@ -263,7 +254,7 @@ def aten_stack(
 ) -> ir.Value:
     """stack(Tensor[] tensors, int dim=0) -> Tensor"""
     dtype = ctx.node_dtype(node)
-    axis = normalize_dim(arg_or_default(args, kwargs, 1, "dim", 0), ctx.node_rank(node))
+    axis = normalize_dim(argument(args, kwargs, 1, "dim", 0), ctx.node_rank(node))
     axes = ctx.ints([axis])
     values = [ctx.op("Unsqueeze", ctx.cast(v, dtype), axes) for v in args[0]]
     return values[0] if len(values) == 1 else ctx.op("Concat", *values, axis=axis)
@@ -305,7 +296,7 @@ def aten_split(
     """split.Tensor(Tensor(a -> *) self, SymInt split_size, int dim=0) -> Tensor(a)[]"""
     x, split_size = args[0], args[1]
     rank = ctx.node_rank(node.args[0])
-    axis = normalize_dim(arg_or_default(args, kwargs, 2, "dim", 0), rank)
+    axis = normalize_dim(argument(args, kwargs, 2, "dim", 0), rank)
     outs = fake_of(node)
     count = len(outs)
     sizes: list[int | ir.Value] = []
@@ -329,7 +320,7 @@ def aten_split_with_sizes(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[ir.Value, ...]:
     """split_with_sizes(Tensor(a -> *) self, SymInt[] split_sizes, int dim=0) -> Tensor(a)[]"""
-    axis = normalize_dim(arg_or_default(args, kwargs, 2, "dim", 0), ctx.node_rank(node.args[0]))
+    axis = normalize_dim(argument(args, kwargs, 2, "dim", 0), ctx.node_rank(node.args[0]))
     return _split(ctx, node, args[0], list(args[1]), axis)
 
 
@@ -338,7 +329,7 @@ def aten_unbind(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[ir.Value, ...]:
     """unbind.int(Tensor(a -> *) self, int dim=0) -> Tensor(a)[]"""
-    axis = normalize_dim(arg_or_default(args, kwargs, 1, "dim", 0), ctx.node_rank(node.args[0]))
+    axis = normalize_dim(argument(args, kwargs, 1, "dim", 0), ctx.node_rank(node.args[0]))
     count = len(fake_of(node))
     return tuple(
         ctx.op("Gather", args[0], ctx.const(i, torch.int64), axis=axis) for i in range(count)
@@ -353,10 +344,10 @@ def aten_slice(
     """slice.Tensor(Tensor(a) self, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor(a)"""
     x = args[0]
     in_shape = ctx.node_shape(node.args[0])  # type: ignore[arg-type]
-    axis = normalize_dim(arg_or_default(args, kwargs, 1, "dim", 0), len(in_shape))
-    start = arg_or_default(args, kwargs, 2, "start")
-    end = arg_or_default(args, kwargs, 3, "end")
-    step = arg_or_default(args, kwargs, 4, "step", 1)
+    axis = normalize_dim(argument(args, kwargs, 1, "dim", 0), len(in_shape))
+    start = argument(args, kwargs, 2, "start")
+    end = argument(args, kwargs, 3, "end")
+    step = argument(args, kwargs, 4, "step", 1)
     start = 0 if start is None else start
     end = INT64_MAX if end is None else end
     size = in_shape[axis]
@@ -432,7 +423,7 @@ def aten_roll(
     """roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor"""
     x = args[0]
     shifts = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
-    dims = arg_or_default(args, kwargs, 2, "dims", [])
+    dims = argument(args, kwargs, 2, "dims", [])
     dims = [dims] if isinstance(dims, int) else list(dims)
     shape = ctx.node_shape(node.args[0])  # type: ignore[arg-type]
     if not dims:
