@@ -9,24 +9,7 @@ from click.testing import CliRunner
 from orchestrator.celery_app import get_app
 from orchestrator.cli import COMMANDS, main
 from orchestrator.cli._common import CliState
-from orchestrator.samples import tiny_program
-from orchestrator.services import Farm
 from orchestrator.settings import get_settings
-from orchestrator.testing import embedded_settings
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import torch
-
-    path = tmp_path_factory.mktemp("models") / "tiny.pt2"
-    torch.export.save(tiny_program(), path)
-    return path
-
-
-@pytest.fixture
-def farm(tmp_path):
-    return Farm(embedded_settings(tmp_path / "home"))
 
 
 @pytest.fixture

@@ -9,24 +9,8 @@ import compiler
 from orchestrator import models as m
 from orchestrator import services
 from orchestrator.routing import Target
-from orchestrator.samples import tiny_program
 from orchestrator.services import Farm
 from orchestrator.testing import embedded_settings
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import torch
-
-    path = tmp_path_factory.mktemp("models") / "tiny.pt2"
-    torch.export.save(tiny_program(), path)
-    return path
-
-
-@pytest.fixture
-def farm(tmp_path):
-    # Not eager: submit only enqueues on the embedded SQL broker; nothing consumes it here.
-    return Farm(embedded_settings(tmp_path / "home"))
 
 
 def _spec(**keys):

@@ -43,11 +43,6 @@ def _crafted_pt2(tmp_path, marker):
     return out
 
 
-@pytest.fixture
-def farm(tmp_path):
-    return Farm(embedded_settings(tmp_path / "home"))
-
-
 def test_the_crafted_file_runs_its_payload_under_torch_export_load(tmp_path):
     """Why the farm refuses such files: torch's own loader executes them."""
     import torch

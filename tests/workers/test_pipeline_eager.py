@@ -19,15 +19,6 @@ from orchestrator.testing import embedded_settings
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import torch
-
-    path = tmp_path_factory.mktemp("models") / "tiny.pt2"
-    torch.export.save(tiny_program(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def farm(tmp_path_factory):
     return Farm(embedded_settings(tmp_path_factory.mktemp("farm") / "home"), eager=True)
 

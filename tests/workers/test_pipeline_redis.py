@@ -7,7 +7,6 @@ import pytest
 
 from orchestrator import services
 from orchestrator.routing import Target
-from orchestrator.samples import tiny_program
 from orchestrator.services import Farm
 from orchestrator.testing import (
     WorkerProcess,
@@ -26,15 +25,6 @@ def settings(tmp_path_factory):
         pytest.skip("Redis is not reachable on 127.0.0.1:6379 (start redis-server to run this)")
     with reserved_redis_db() as db:
         yield redis_settings(tmp_path_factory.mktemp("redis-farm") / "home", db)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import torch
-
-    path = tmp_path_factory.mktemp("models") / "tiny.pt2"
-    torch.export.save(tiny_program(), path)
-    return path
 
 
 def _submit(farm, model, arch):

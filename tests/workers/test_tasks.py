@@ -6,25 +6,10 @@ from sqlalchemy import func, select
 from orchestrator import models as m
 from orchestrator import services
 from orchestrator.routing import Target
-from orchestrator.samples import tiny_program
 from orchestrator.services import Farm
 from orchestrator.store import ArtifactStoreUnavailableError
 from orchestrator.testing import embedded_settings
 from workers import tasks
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import torch
-
-    path = tmp_path_factory.mktemp("models") / "tiny.pt2"
-    torch.export.save(tiny_program(), path)
-    return path
-
-
-@pytest.fixture
-def farm(tmp_path):
-    return Farm(embedded_settings(tmp_path / "home"))
 
 
 def _queued(farm, model, arch="x86_64"):
