@@ -24,14 +24,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator import db as farm_db  # noqa: E402
 from orchestrator.models import Artifact, CompileSpecRow, Job, Model, list_artifacts  # noqa: E402
+from orchestrator.testing import scratch_postgres_schema  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGETS = [
@@ -54,22 +55,6 @@ def _hex() -> str:
 def sqlite_database() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="artifacts-bench-") as folder:
         yield f"sqlite:///{folder}/bench.db"
-
-
-@contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    schema = f"bench_{_hex()[:10]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(server_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        farm_db.dispose_engines()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def fill(engine: Engine, rows: int, models: int, seed: int) -> list[str]:
@@ -232,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         run(url, args.rows, args.models, args.repeat, args.seed)
     if args.postgres:
         print()
-        with postgres_database(args.postgres) as url:
+        with scratch_postgres_schema(args.postgres, prefix="bench_") as url:
             run(url, args.rows, args.models, args.repeat, args.seed)
 
 

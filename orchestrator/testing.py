@@ -70,6 +70,30 @@ def reserved_redis_db(url: str = REDIS_URL, ttl: int = 1800) -> Iterator[int]:
             admin.delete(f"{_RESERVATION_PREFIX}{db}")
 
 
+@contextlib.contextmanager
+def scratch_postgres_schema(server_url: str, prefix: str = "t_") -> Iterator[str]:
+    """A URL whose connections live in a new, empty schema of the PostgreSQL server at
+    ``server_url`` (through ``search_path``, so every table and alembic_version land there);
+    the schema is dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from orchestrator import db as farm_db
+
+    schema = f"{prefix}{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = make_url(server_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        farm_db.dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a subprocess that must use ``settings`` (and this checkout's code)."""
     env = {k: v for k, v in (base if base is not None else os.environ).items()}

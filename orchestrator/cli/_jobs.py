@@ -6,7 +6,17 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from orchestrator.cli._common import console, key_values, seconds, short, styled_state, table
+import click
+
+from orchestrator.cli._common import (
+    console,
+    key_values,
+    print_json,
+    seconds,
+    short,
+    styled_state,
+    table,
+)
 
 if TYPE_CHECKING:
     from orchestrator.services import Farm, JobInfo
@@ -98,3 +108,19 @@ def exit_code_for(jobs: Sequence[JobInfo]) -> int:
     if "cancelled" in states:
         return EXIT_CANCELLED
     return EXIT_OK
+
+
+def exit_with_job_states(jobs: Sequence[JobInfo]) -> None:
+    """End the command with the exit code the jobs' states call for (0 when all is well)."""
+    code = exit_code_for(jobs)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def report_job(job: JobInfo, as_json: bool) -> None:
+    """Print one job (as JSON or a table) and exit with the code its state calls for."""
+    if as_json:
+        print_json(job.to_dict())
+    else:
+        print_job(job)
+    exit_with_job_states([job])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli._common import json_option, print_json, state
-from orchestrator.cli._jobs import exit_code_for, follow, print_job
+from orchestrator.cli._common import json_option, state
+from orchestrator.cli._jobs import follow, report_job
 
 
 @click.command("retry")
@@ -21,10 +21,4 @@ def retry_command(job_id: str, wait_: bool, timeout: float | None, as_json: bool
     job = services.retry(farm, job_id)
     if wait_:
         (job,) = follow(farm, [job], timeout)
-    if as_json:
-        print_json(job.to_dict())
-    else:
-        print_job(job)
-    code = exit_code_for([job])
-    if code:
-        raise click.exceptions.Exit(code)
+    report_job(job, as_json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator.cli._common import json_option, print_json, state, warn
-from orchestrator.cli._jobs import exit_code_for, follow, print_jobs
+from orchestrator.cli._jobs import exit_with_job_states, follow, print_jobs
 
 
 @click.command("submit")
@@ -64,6 +64,4 @@ def submit_command(
         print_json({"jobs": [job.to_dict() for job in jobs], "warnings": submission.warnings})
     else:
         print_jobs(jobs)
-    code = exit_code_for(jobs)
-    if code:
-        raise click.exceptions.Exit(code)
+    exit_with_job_states(jobs)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli._common import json_option, print_json, state
-from orchestrator.cli._jobs import exit_code_for, follow, print_job
+from orchestrator.cli._common import json_option, state
+from orchestrator.cli._jobs import follow, report_job
 
 
 @click.command("wait")
@@ -21,10 +21,4 @@ def wait_command(job_id: str, timeout: float | None, as_json: bool) -> None:
 
     farm = state().get_farm()
     (job,) = follow(farm, [services.get_job(farm, job_id)], timeout)
-    if as_json:
-        print_json(job.to_dict())
-    else:
-        print_job(job)
-    code = exit_code_for([job])
-    if code:
-        raise click.exceptions.Exit(code)
+    report_job(job, as_json)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator import db as farm_db
 from orchestrator.settings import get_settings
+from orchestrator.testing import scratch_postgres_schema
 
 # The server the suite uses where one runs (this machine and CI): trust auth, database `test`.
 POSTGRES_URL = os.environ.get(
@@ -64,19 +64,8 @@ def postgres_server() -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A URL whose connections live in a fresh, empty schema that is dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    # search_path makes every table, and alembic_version, land in the new schema.
-    url = make_url(postgres_server).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        farm_db.dispose_engines()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_postgres_schema(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture(
