@@ -14,10 +14,12 @@ job is a cache hit of another while the compiler does the same work for every jo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from orchestrator import services  # noqa: E402
 from orchestrator.routing import Target  # noqa: E402
 from orchestrator.services import Farm  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
 from orchestrator.testing import (  # noqa: E402
     WorkerProcess,
     redis_reachable,
@@ -55,7 +58,17 @@ def ts(value: str | None) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-COMPILER_PHASES = ("frontend", "lowering", "partitioning", "conversion", "build", "runtime")
+@contextlib.contextmanager
+def redis_farm(database_url: str | None) -> Iterator[tuple[Path, Settings, Farm, Path]]:
+    """A throw-away farm on the local Redis (its own reserved DB) and SQLite in a temporary
+    folder, or ``database_url``: (folder, settings, farm, the one-op model's .pt2)."""
+    if not redis_reachable():
+        sys.exit("Redis is not reachable on 127.0.0.1:6379")
+    with tempfile.TemporaryDirectory() as name, reserved_redis_db() as db:
+        tmp = Path(name)
+        overrides = {"database_url": database_url} if database_url else {}
+        settings = redis_settings(tmp / "home", db, **overrides)
+        yield tmp, settings, Farm(settings), one_op_model(tmp / "relu.pt2")
 
 
 def main() -> None:
@@ -64,16 +77,10 @@ def main() -> None:
     parser.add_argument("--cache-hits", type=int, default=500)
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
     args = parser.parse_args()
-    if not redis_reachable():
-        sys.exit("Redis is not reachable on 127.0.0.1:6379")
 
-    with tempfile.TemporaryDirectory() as tmp, reserved_redis_db() as db:
-        overrides = {"database_url": args.database_url} if args.database_url else {}
-        settings = redis_settings(Path(tmp) / "home", db, **overrides)
-        farm = Farm(settings)
-        model = one_op_model(Path(tmp) / "relu.pt2")
+    with redis_farm(args.database_url) as (tmp, settings, farm, model):
         target = [Target("x86_64")]
-        with WorkerProcess(settings_env(settings), arch="x86_64", log_path=Path(tmp) / "w.log") as worker:
+        with WorkerProcess(settings_env(settings), arch="x86_64", log_path=tmp / "w.log") as worker:
             worker.start(settings)
             # Warm-up: the first compile in a process pays one-time imports and caches.
             services.wait(farm, services.submit(farm, model, target, spec_for(-1)).jobs[0].id, timeout=300)

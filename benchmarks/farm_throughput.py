@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,16 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from benchmarks.farm_overhead import one_op_model, spec_for  # noqa: E402
+from benchmarks.farm_overhead import redis_farm, spec_for  # noqa: E402
 from orchestrator import models as m  # noqa: E402
 from orchestrator import services  # noqa: E402
 from orchestrator.routing import Target  # noqa: E402
-from orchestrator.services import Farm  # noqa: E402
 from orchestrator.testing import (  # noqa: E402
     WorkerProcess,
-    redis_reachable,
-    redis_settings,
-    reserved_redis_db,
     settings_env,
 )
 
@@ -42,17 +37,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
     args = parser.parse_args()
-    if not redis_reachable():
-        sys.exit("Redis is not reachable on 127.0.0.1:6379")
 
-    with tempfile.TemporaryDirectory() as tmp, reserved_redis_db() as db:
-        overrides = {"database_url": args.database_url} if args.database_url else {}
-        settings = redis_settings(Path(tmp) / "home", db, **overrides)
-        farm = Farm(settings)
-        model = one_op_model(Path(tmp) / "relu.pt2")
+    with redis_farm(args.database_url) as (tmp, settings, farm, model):
         env = settings_env(settings)
         workers = [
-            WorkerProcess(env, arch="x86_64", log_path=Path(tmp) / f"w{i}.log")
+            WorkerProcess(env, arch="x86_64", log_path=tmp / f"w{i}.log")
             for i in range(args.workers)
         ]
         try:
