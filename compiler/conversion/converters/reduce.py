@@ -63,30 +63,31 @@ def _reduced_count(ctx: ConversionContext, x: ir.Value, node: fx.Node, dims: lis
 @converter(aten.sum.dim_IntList, aten.sum.default, onnx_ops={"ReduceSum", "Cast"})
 def aten_sum(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
     """sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor"""
-    # sum.default has no dim/keepdim; its only option, dtype, is keyword-only
+    return _reduce_in_out_dtype(ctx, node, args, kwargs, "ReduceSum")
+
+
+def _reduce_in_out_dtype(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any], onnx_op: str
+) -> ir.Value:
+    """sum, mean and prod: (self, dim?, keepdim=False, *, dtype=None); the .default overloads
+    have no dim/keepdim, and dtype is keyword-only. The output dtype is the dtype argument, or
+    int64 for bool/integer inputs (sum, prod): the reduction runs in it."""
     dims = argument(args, kwargs, 1, "dim")
     keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
-    # the output dtype is the dtype argument, or int64 for bool/integer inputs: sum in it
     x = ctx.cast(args[0], out_dtype(node))
-    return _reduce(ctx, "ReduceSum", x, _reduce_dims(dims, _input_rank(ctx, node)), keepdim)
+    return _reduce(ctx, onnx_op, x, _reduce_dims(dims, _input_rank(ctx, node)), keepdim)
 
 
 @converter(aten.mean.dim, aten.mean.default, onnx_ops={"ReduceMean", "Cast"})
 def aten_mean(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
     """mean.dim(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor"""
-    dims = argument(args, kwargs, 1, "dim")
-    keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
-    x = ctx.cast(args[0], out_dtype(node))
-    return _reduce(ctx, "ReduceMean", x, _reduce_dims(dims, _input_rank(ctx, node)), keepdim)
+    return _reduce_in_out_dtype(ctx, node, args, kwargs, "ReduceMean")
 
 
 @converter(aten.prod.dim_int, aten.prod.default, onnx_ops={"ReduceProd", "Cast"})
 def aten_prod(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
     """prod.dim_int(Tensor self, int dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor"""
-    dims = argument(args, kwargs, 1, "dim")
-    keepdim = bool(argument(args, kwargs, 2, "keepdim", False))
-    x = ctx.cast(args[0], out_dtype(node))
-    return _reduce(ctx, "ReduceProd", x, _reduce_dims(dims, _input_rank(ctx, node)), keepdim)
+    return _reduce_in_out_dtype(ctx, node, args, kwargs, "ReduceProd")
 
 
 @converter(aten.amax.default, aten.max.default, onnx_ops={"ReduceMax"})
