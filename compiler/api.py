@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import operator
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +16,7 @@ import onnx_ir as ir
 import torch
 from torch import fx
 
-from compiler.backends import Backend, EngineMeta, TensorMeta, get_backend
+from compiler.backends import Backend, EngineMeta, FxPartition, TensorMeta, get_backend
 from compiler.conversion import REGISTRY, ConversionError, convert_graph
 from compiler.conversion.context import fake_of
 from compiler.errors import BackendError, CompilerError, InputMismatchError
@@ -29,7 +31,7 @@ from compiler.lowering import LoweringSettings, lower
 from compiler.partitioning import PartitionPlan, RegistryOperatorSupport, partition
 from compiler.report import CompileReport
 from compiler.runtime.engine_op import EXECUTE_ENGINE, acquire_engine, release_engine
-from compiler.runtime.module import CompiledModule
+from compiler.runtime.module import CompiledModule, random_tensor
 from compiler.runtime.shapes import ShapeExpressionError, dim_to_expr, eval_expr, expr_text
 from compiler.spec import CompileSpec
 
@@ -71,7 +73,7 @@ def compile(
     with phase("frontend"):
         backend = get_backend(spec.backend)
         backend.check_spec(spec)
-        program = _intake(model, spec, example_inputs)
+        program = _on_device(_intake(model, spec, example_inputs), spec)
         signature = input_signature(program, spec)
     with phase("lowering"):
         _, gm, pass_timings = lower(program, LoweringSettings(spec))
@@ -156,13 +158,26 @@ def _intake(model: ModelLike, spec: CompileSpec, example_inputs: Sequence[torch.
     raise InputMismatchError(f"cannot compile a {type(model).__name__}; pass an ExportedProgram, a .pt2 path or an nn.Module")
 
 
+def _on_device(program: torch.export.ExportedProgram, spec: CompileSpec) -> torch.export.ExportedProgram:
+    """A program for a CUDA device has its weights and the devices its ops name moved there, so
+    the PyTorch code between engines runs on the GPU too and tensors never visit the host."""
+    if not spec.device.startswith("cuda"):
+        return program
+    from torch.export.passes import move_to_device_pass
+
+    # the pass moves in place, and the caller's program stays the reference on its own device
+    return move_to_device_pass(copy.deepcopy(program), spec.device)
+
+
 def _partition(gm: fx.GraphModule, spec: CompileSpec, backend: Backend) -> PartitionPlan:
+    onnx = backend.consumes == "onnx"
     support = RegistryOperatorSupport(
-        REGISTRY,
-        backend.supported_onnx_ops(spec) if backend.available() else None,
+        REGISTRY if onnx else None,
+        backend.supported_onnx_ops(spec) if onnx and backend.available() else None,
         backend.name,
         spec.partitioning.torch_executed_ops,
         dtype_supported=lambda dtype: backend.supports_dtype(dtype, spec),
+        node_check=None if onnx else (lambda node: backend.node_unsupported_reason(node, spec)),
     )
     return partition(gm, support, spec.partitioning)
 
@@ -249,28 +264,35 @@ def _build_partition(
         if isinstance(arg, fx.Node) and arg.op == "get_attr":
             constants[placeholder.name] = _fetch_attr(parent, str(arg.target))
     with phase("conversion"):
-        converted = convert_graph(submodule, name, constants)
-        onnx_bytes = ir.to_proto(converted.model).SerializeToString()
         output_node = next(n for n in submodule.graph.nodes if n.op == "output")
         returns_tuple = isinstance(output_node.args[0], (tuple, list))
         out_nodes = list(output_node.args[0]) if returns_tuple else [output_node.args[0]]
+        partition_input: bytes | FxPartition
+        if backend.consumes == "onnx":
+            converted = convert_graph(submodule, name, constants)
+            partition_input = ir.to_proto(converted.model).SerializeToString()
+            input_names, input_nodes, output_names = converted.input_names, converted.input_nodes, converted.output_names
+        else:
+            # input metadata is read before the graph is handed over: the backend may retrace it
+            input_nodes = [n for n in placeholders if n.name not in constants]
+            input_names = [n.name for n in input_nodes]
+            output_names = [f"output_{i}" for i in range(len(out_nodes))]
+            partition_input = _fx_partition(submodule, constants, input_nodes, ranges)
         inputs = tuple(
-            _tensor_meta(n, fake_of(node), ranges)
-            for n, node in zip(converted.input_names, converted.input_nodes, strict=True)
+            _tensor_meta(n, fake_of(node), ranges) for n, node in zip(input_names, input_nodes, strict=True)
         )
         outputs = tuple(
-            _tensor_meta(n, fake_of(node), ranges)
-            for n, node in zip(converted.output_names, out_nodes, strict=True)
+            _tensor_meta(n, fake_of(node), ranges) for n, node in zip(output_names, out_nodes, strict=True)
         )
         symbols: dict[str, tuple[int, int]] = {}
-        for index, node in enumerate(converted.input_nodes):
+        for index, node in enumerate(input_nodes):
             for dim, size in enumerate(fake_of(node).shape):
                 if isinstance(size, torch.SymInt) and size.node.expr.is_Symbol:
                     symbols.setdefault(str(size.node.expr), (index, dim))
         output_dims = [[dim_to_expr(d) for d in fake_of(n).shape] for n in out_nodes]
         _check_symbols(output_dims, symbols, name)
     with phase("build"):
-        engine, extra = backend.build(onnx_bytes, spec, inputs, outputs, whole_program=whole_program)
+        engine, extra = backend.build(partition_input, spec, inputs, outputs, whole_program=whole_program)
         meta = EngineMeta(
             engine_id=hashlib.sha256(engine).hexdigest(),
             backend=backend.name,
@@ -282,7 +304,7 @@ def _build_partition(
         )
         acquire_engine(meta, lambda: backend.load(engine, meta))
     with phase("runtime"):
-        engine_inputs = [call.args[placeholders.index(n)] for n in converted.input_nodes]
+        engine_inputs = [call.args[placeholders.index(n)] for n in input_nodes]
         graph = parent.graph
         with graph.inserting_before(call):
             engine_call = graph.call_function(EXECUTE_ENGINE, (engine_inputs, meta.engine_id))
@@ -295,6 +317,52 @@ def _build_partition(
         graph.erase_node(call)
         delattr(parent, name)
     return meta, engine
+
+
+def _fx_partition(
+    submodule: fx.GraphModule,
+    constants: dict[str, Any],
+    input_nodes: list[fx.Node],
+    ranges: dict[str, tuple[int, int, int]],
+) -> FxPartition:
+    """The partition as a self-contained ATen graph for backends that consume FX: weights passed
+    in by the parent become attributes, the remaining placeholders are the engine's inputs, and
+    example inputs sit at the ``opt`` shapes (at least 2 on dynamic axes, which torch.export
+    would otherwise specialize)."""
+    # a copy: if the build fails, the partition runs in PyTorch as it was
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch's pytree specs, when copied
+        graph = copy.deepcopy(submodule.graph)
+    engine_module = fx.GraphModule(submodule, graph)
+    first_body = next(n for n in graph.nodes if n.op != "placeholder")
+    for index, node in enumerate([n for n in graph.nodes if n.op == "placeholder" and n.name in constants]):
+        attr = f"_engine_constant_{index}"
+        value = constants[node.name]
+        engine_module.register_buffer(attr, value.detach() if isinstance(value, torch.Tensor) else value)
+        with graph.inserting_before(first_body):
+            node.replace_all_uses_with(graph.get_attr(attr))
+        graph.erase_node(node)
+    engine_module.recompile()
+    examples: list[torch.Tensor] = []
+    dynamic_axes: list[dict[int, tuple[str, int, int | None]]] = []
+    generator = torch.Generator().manual_seed(0)
+    for node in input_nodes:
+        fake = fake_of(node)
+        shape: list[int] = []
+        axes: dict[int, tuple[str, int, int | None]] = {}
+        for axis, size in enumerate(fake.shape):
+            if isinstance(size, int):
+                shape.append(size)
+                continue
+            expr = size.node.expr
+            if not expr.is_Symbol or str(expr) not in ranges:
+                raise BackendError(f"input {node.name} has a derived dynamic size {expr}; only plain symbols cross into engines")
+            low, opt, high = ranges[str(expr)]
+            shape.append(max(opt, 2) if high >= 2 else opt)
+            axes[axis] = (str(expr), low, high)
+        examples.append(random_tensor(shape, fake.dtype, generator))
+        dynamic_axes.append(axes)
+    return FxPartition(engine_module, examples, dynamic_axes)
 
 
 def _drop_unused_attributes(gm: fx.GraphModule) -> None:

@@ -94,25 +94,60 @@ class ValidationSpec(_Strict):
     min_cosine: float = Field(default=0.999, ge=-1, le=1)
 
 
-class TensorRTSpec(_Strict):
-    """Builder settings that only the tensorrt backend reads."""
-
-    workspace_mb: int | None = Field(default=None, ge=1)
-    optimization_level: int = Field(default=3, ge=0, le=5)
-    timing_cache: str | None = None
-    hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = "none"
-    version_compatible: bool = False
-    tf32: bool = False
-
-
 class CompileSpec(_Strict):
-    backend: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
+    """Besides the keys below, each backend's own block sits under the backend's name
+    (``tensorrt:``, ``aotinductor:``) and is validated by that backend's options model: the
+    backend registry, not this class, says which blocks exist."""
+
+    # extra keys are backend blocks, checked against the registry in _backend_blocks
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    backend: str = "onnxruntime"
     precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
     device: str = "cpu"
     inputs: list[InputSpec] = Field(default_factory=list)
     partitioning: PartitioningSpec = Field(default_factory=PartitioningSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
-    tensorrt: TensorRTSpec = Field(default_factory=TensorRTSpec)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        names = backend_names()
+        if name not in names:
+            raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(names)}")
+        return name
+
+    @model_validator(mode="after")
+    def _backend_blocks(self) -> CompileSpec:
+        from compiler.backends import BACKENDS
+
+        extra = self.__pydantic_extra__ if self.__pydantic_extra__ is not None else {}
+        for key in extra:
+            backend = BACKENDS.get(key)
+            if backend is None or backend.options is None:
+                raise ValueError(f"{key}: unknown key")
+        for name, backend in BACKENDS.items():
+            if backend.options is None:
+                continue
+            given = extra.get(name, {})
+            if isinstance(given, backend.options):
+                continue
+            if not isinstance(given, dict):
+                raise ValueError(f"{name}: must be a mapping of {name} settings")
+            try:
+                extra[name] = backend.options.model_validate(given)
+            except ValidationError as exc:
+                lines = [f"{name}.{_loc(e['loc'])}: {_message(e)}" for e in exc.errors()]
+                raise ValueError("; ".join(lines)) from None
+        return self
+
+    def options(self, backend: str) -> BaseModel:
+        """The validated settings block of ``backend`` (its defaults when the spec has none)."""
+        extra = self.__pydantic_extra__ or {}
+        block = extra.get(backend)
+        if not isinstance(block, BaseModel):
+            raise KeyError(f"backend {backend!r} has no settings block")
+        return block
 
     @field_validator("device")
     @classmethod
@@ -173,13 +208,30 @@ class CompileSpec(_Strict):
         return next((i for i in self.inputs if i.name == name), None)
 
 
+def backend_names() -> list[str]:
+    from compiler.backends import BACKENDS
+
+    return list(BACKENDS)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
 def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = []
+    lines: list[str] = []
     for error in exc.errors():
-        path = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        message = message.removeprefix("Value error, ")
+        path = _loc(error["loc"])
+        message = _message(error)
+        if not path:
+            # errors of the backend blocks carry their own paths ("tensorrt.workspace_mb: ...")
+            lines.extend(f"{source}: {part}" for part in message.split("; "))
+            continue
         lines.append(f"{source}: {path}: {message}")
     return "\n".join(lines)

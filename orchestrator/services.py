@@ -552,10 +552,13 @@ def submit(
     """Accept a model for every target: cached targets succeed at once, the rest are enqueued."""
     if not targets:
         raise InvalidRequestError("give at least one target architecture")
-    if spec.backend == "tensorrt" and any(t.device_class is None for t in targets):
+    from compiler.backends import get_backend
+
+    backend = get_backend(spec.backend, require_available=False)
+    if backend.device_tied(spec.device) and any(t.device_class is None for t in targets):
         raise InvalidRequestError(
-            "a TensorRT engine only runs on the GPU generation that built it: add --device-class "
-            "(e.g. sm90 for an H100, orin for a Jetson Orin)"
+            f"a {spec.backend} engine for {spec.device} only runs on the GPU generation that built "
+            "it: add --device-class (e.g. sm90 for an H100, orin for a Jetson Orin)"
         )
     data, default_name = read_model(model, farm.settings.max_model_bytes)
     sha = hashlib.sha256(data).hexdigest()

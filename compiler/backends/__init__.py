@@ -1,8 +1,9 @@
-"""Engine backends, by name."""
+"""The backend registry: the one source of backend facts, by name (see ``Backend``)."""
 
 from __future__ import annotations
 
-from compiler.backends.base import Backend, EngineMeta, EngineRunner, TensorMeta
+from compiler.backends.aotinductor import AOTInductorBackend
+from compiler.backends.base import Backend, EngineMeta, EngineRunner, FxPartition, TensorMeta
 from compiler.backends.onnxruntime import OnnxRuntimeBackend
 from compiler.backends.tensorrt import TensorRTBackend
 from compiler.errors import BackendUnavailableError
@@ -10,6 +11,7 @@ from compiler.errors import BackendUnavailableError
 BACKENDS: dict[str, Backend] = {
     "onnxruntime": OnnxRuntimeBackend(),
     "tensorrt": TensorRTBackend(),
+    "aotinductor": AOTInductorBackend(),
 }
 
 
@@ -36,6 +38,7 @@ __all__ = [
     "Backend",
     "EngineMeta",
     "EngineRunner",
+    "FxPartition",
     "TensorMeta",
     "backend_versions",
     "get_backend",

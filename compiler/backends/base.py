@@ -1,15 +1,27 @@
-"""What a backend is: the ONNX ops it supports, an engine builder, and a runtime for engines."""
+"""What a backend is: the one source of its facts, an engine builder, and a runtime for engines.
+
+A backend says which form of partition it consumes (ONNX bytes, or an ATen FX graph), its spec
+block, whether its engines are tied to the device that built them, what it refuses up front
+(``check_spec``), which nodes it can run (op-support data that needs none of its libraries), and
+what its engines need of the machine that loads them. Adding one is one module plus one line in
+``compiler.backends.BACKENDS``.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
+from pydantic import BaseModel
+from torch import fx
 
-from compiler.spec import CompileSpec
+from compiler.identity import DeviceIdentity, EngineRequirements
+
+if TYPE_CHECKING:
+    from compiler.spec import CompileSpec
 
 
 @dataclass(frozen=True)
@@ -102,8 +114,24 @@ class EngineRunner(ABC):
         return None
 
 
+@dataclass
+class FxPartition:
+    """An accelerated partition for backends that consume FX: an ATen graph whose placeholders
+    are the engine's inputs (weights are attributes of ``graph_module``), example inputs at the
+    ``opt`` shapes, and per input the dynamic axes as ``{axis: (symbol, min, max)}`` (max None
+    for an unbounded range)."""
+
+    graph_module: fx.GraphModule
+    example_inputs: list[torch.Tensor]
+    dynamic_axes: list[dict[int, tuple[str, int, int | None]]]
+
+
 class Backend(ABC):
     name: str
+    #: the form of partition ``build`` consumes: serialized ONNX bytes, or an FxPartition
+    consumes: ClassVar[Literal["onnx", "fx"]] = "onnx"
+    #: the pydantic model of this backend's spec block (the key is the backend's name), or None
+    options: ClassVar[type[BaseModel] | None] = None
 
     @abstractmethod
     def available(self) -> bool:
@@ -124,21 +152,38 @@ class Backend(ABC):
         """Whether engine tensors of ``dtype`` can cross into and out of this backend."""
         return True
 
-    @abstractmethod
+    def device_tied(self, device: str) -> bool:
+        """Whether engines built for ``device`` run only on the architecture and GPU generation
+        that built them (then jobs need a device class)."""
+        return False
+
+    def requirements(self, meta: EngineMeta, built_on: DeviceIdentity) -> EngineRequirements:
+        """What an engine needs of the machine that loads it. The default: nothing beyond the
+        backend being installed (a portable engine)."""
+        return EngineRequirements()
+
     def supported_onnx_ops(self, spec: CompileSpec) -> frozenset[str] | None:
-        """ONNX op types (default domain) the backend can run for ``spec``; None means all."""
+        """ONNX op types (default domain) the backend can run for ``spec``; None means all.
+        Asked of backends that consume ONNX."""
+        return None
+
+    def node_unsupported_reason(self, node: fx.Node, spec: CompileSpec) -> str | None:
+        """Why this backend cannot run ``node`` (None when it can). Asked of backends that
+        consume FX, after the user's own fallback choices."""
+        return None
 
     @abstractmethod
     def build(
         self,
-        onnx_model: bytes,
+        partition: Any,
         spec: CompileSpec,
         inputs: Sequence[TensorMeta],
         outputs: Sequence[TensorMeta],
         *,
         whole_program: bool = True,
     ) -> tuple[bytes, dict[str, Any]]:
-        """Build an engine; return its bytes and backend-specific metadata for the manifest.
+        """Build an engine from ``partition`` (ONNX bytes or an FxPartition, per ``consumes``);
+        return its bytes and backend-specific metadata for the manifest.
 
         ``whole_program`` is False when the compiled program runs other work between this
         engine's calls (other engines, PyTorch fallback code), which a CPU backend sharing

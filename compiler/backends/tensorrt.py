@@ -18,9 +18,10 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from compiler.backends.base import Backend, EngineMeta, EngineRunner, TensorMeta
 from compiler.backends.tensorrt_config import (
@@ -38,6 +39,7 @@ from compiler.backends.tensorrt_config import (
 )
 from compiler.backends.tensorrt_ops import SUPPORTED_OP_NAMES, check_model
 from compiler.errors import BackendError, BackendUnavailableError, InputMismatchError
+from compiler.identity import DeviceIdentity, EngineRequirements
 from compiler.spec import CompileSpec
 
 _log = logging.getLogger(__name__)
@@ -118,8 +120,41 @@ def _capturing_logger(trt: Any) -> Any:
     return CapturingLogger()
 
 
+class TensorRTOptions(BaseModel):
+    """The spec's ``tensorrt:`` block: builder settings only this backend reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workspace_mb: int | None = Field(default=None, ge=1)
+    optimization_level: int = Field(default=3, ge=0, le=5)
+    timing_cache: str | None = None
+    hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = "none"
+    version_compatible: bool = False
+    tf32: bool = False
+
+
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    consumes = "onnx"
+    options = TensorRTOptions
+
+    def device_tied(self, device: str) -> bool:
+        return True  # a plan runs on the GPU generation (and TensorRT version) that built it
+
+    def requirements(self, meta: EngineMeta, built_on: DeviceIdentity) -> EngineRequirements:
+        capability = meta.extra.get("compute_capability")
+        settings = meta.extra.get("settings") or {}
+        hardware_compatible = settings.get("hardware_compatibility", "none") != "none"
+        return EngineRequirements(
+            arch=built_on.arch,
+            gpu=True,
+            compute_capability=(
+                None if hardware_compatible or not capability else f"{capability[0]}.{capability[1]}"
+            ),
+            tensorrt_version=(
+                None if settings.get("version_compatible") else meta.extra.get("tensorrt_version")
+            ),
+        )
 
     def available(self) -> bool:
         return _load_tensorrt()[0] is not None
@@ -145,7 +180,7 @@ class TensorRTBackend(Backend):
         *,
         whole_program: bool = True,  # GPU engines: nothing to adjust
     ) -> tuple[bytes, dict[str, Any]]:
-        options = spec.tensorrt
+        options = cast(TensorRTOptions, spec.options("tensorrt"))
         settings = derive_settings(
             spec,
             inputs,

@@ -1,9 +1,12 @@
-"""Which nodes may go to an engine. The partitioner only asks this class; it asks the registry.
+"""Which nodes may go to an engine. The partitioner only asks this class.
 
-A node is supported when a converter exists for its exact overload, that converter's validator
-accepts the node, the converter handles dynamic shapes if the node has any, every ONNX op it may
-emit is supported by the backend, and the user kept neither the op nor its submodule in PyTorch.
-Each refusal is remembered with its reason for the report.
+First the user's choices: a node stays in PyTorch when the user kept its op
+(``torch_executed_ops``) or its submodule (``torch_executed_modules``) there, and size
+computations always do. Then the backend's form decides. For a backend that consumes ONNX, a
+node is supported when a converter exists for its exact overload, that converter's validator
+accepts the node, the converter handles dynamic shapes if the node has any, and every ONNX op it
+may emit is supported by the backend. A backend that consumes FX graphs is asked about the node
+itself (``node_check``). Each refusal is remembered with its reason for the report.
 """
 
 from __future__ import annotations
@@ -45,14 +48,20 @@ def _has_dynamic_dims(node: fx.Node) -> bool:
 class RegistryOperatorSupport(OperatorSupportBase):
     def __init__(
         self,
-        registry: ConverterRegistry,
+        registry: ConverterRegistry | None,
         backend_ops: frozenset[str] | None,
         backend_name: str,
         torch_executed_ops: Iterable[str] = (),
         dtype_supported: Callable[[torch.dtype], bool] | None = None,
+        node_check: Callable[[fx.Node], str | None] | None = None,
     ) -> None:
+        """``registry`` is the converter registry for ONNX backends; None with ``node_check``
+        for backends that take the ATen graph as it is."""
         super().__init__()
+        if registry is None and node_check is None:
+            raise ValueError("give a converter registry or a node_check")
         self.registry = registry
+        self.node_check = node_check
         self.backend_ops = backend_ops
         self.backend_name = backend_name
         self.torch_executed_ops = {_normalize_op(o) for o in torch_executed_ops}
@@ -83,13 +92,18 @@ class RegistryOperatorSupport(OperatorSupportBase):
         if is_symbolic_int_node(node):
             # Sizes stay in PyTorch; engines rebuild the ones they need from input shapes.
             return "symbolic size computation"
-        entry = self.registry.get(node.target)
-        if entry is None:
-            return "no converter"
+        entry = None
+        if self.registry is not None:
+            entry = self.registry.get(node.target)
+            if entry is None:
+                return "no converter"
         if self.dtype_supported is not None:
             for dtype in _tensor_dtypes(node):
                 if not self.dtype_supported(dtype):
                     return f"{self.backend_name} cannot exchange {dtype} tensors"
+        if entry is None:
+            assert self.node_check is not None
+            return self.node_check(node)
         reason = entry.validator(node)
         if reason is not None:
             return reason

@@ -44,6 +44,8 @@ class CompiledModule(torch.nn.Module):
         self.spec = spec
         self.engines = engines
         self.report = report
+        # where inputs live: engines for DLA cores take their tensors on the GPU
+        self.device = torch.device("cuda" if spec.device.startswith("dla") else spec.device)
         # the module owns one reference to each engine (taken by compile or load)
         weakref.finalize(self, _release_all, tuple(engines))
         self.runtime_graph = _direct_engine_calls(program_graph)
@@ -64,6 +66,7 @@ class CompiledModule(torch.nn.Module):
         self._out_spec = info.out_spec if info is not None else None
         self._plain_output = self._out_spec is None or self._out_spec.is_leaf()
         self._exact_call = self._exact_shape_call()
+        self._graphs = _GraphReplay(self._checked_call, self.device) if _wants_cuda_graphs(spec) else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Straight to forward: nn.Module's hook dispatch costs microseconds per call, which is
@@ -71,6 +74,11 @@ class CompiledModule(torch.nn.Module):
         return self.forward(*args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self._graphs is not None:
+            return self._graphs(args, kwargs)
+        return self._checked_call(args, kwargs)
+
+    def _checked_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._exact_call is not None and not kwargs:
             result = self._exact_call(args)
             if result is not None:
@@ -159,8 +167,76 @@ class CompiledModule(torch.nn.Module):
                     shape.append(2)
                 else:
                     shape.append(o)
-            tensors.append(random_tensor(shape, info.dtype, generator))
+            tensors.append(random_tensor(shape, info.dtype, generator).to(self.device))
         return tensors
+
+
+def _wants_cuda_graphs(spec: CompileSpec) -> bool:
+    try:
+        options = spec.options(spec.backend)
+    except KeyError:
+        return False
+    return bool(getattr(options, "cuda_graphs", False))
+
+
+class CudaGraphError(InputMismatchError):
+    """A call that the program's CUDA graphs cannot serve."""
+
+
+class _GraphReplay:
+    """The whole stitched program (engines and the PyTorch code between them) captured in one
+    CUDA graph per input signature on its first call, then replayed: at batch 1 a GPU program is
+    bound by kernel launches, which a replay issues at once. Inputs are copied into the graph's
+    own input buffers and outputs copied out, so callers never see memory a later replay
+    overwrites. A program with dynamic inputs captures one graph per shape, up to ``LIMIT``."""
+
+    LIMIT = 8
+
+    def __init__(self, call: Callable[[tuple[Any, ...], dict[str, Any]], Any], device: torch.device) -> None:
+        self.call = call
+        self.device = device
+        self.graphs: dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, list[torch.Tensor], Any, Any]] = {}
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        flat, in_spec = pytree.tree_flatten((args, kwargs))
+        key = (in_spec, *((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t for t in flat))
+        entry = self.graphs.get(key)
+        if entry is None:
+            entry = self._capture(key, flat, in_spec)
+        graph, static_inputs, static_outputs, _ = entry
+        for buffer, value in zip(static_inputs, flat, strict=True):
+            if isinstance(buffer, torch.Tensor):
+                buffer.copy_(value)
+        graph.replay()
+        return pytree.tree_map_only(torch.Tensor, torch.Tensor.clone, static_outputs)
+
+    def _capture(self, key: tuple[Any, ...], flat: list[Any], in_spec: Any) -> Any:
+        for value in flat:
+            if isinstance(value, torch.Tensor) and value.device.type != "cuda":
+                raise CudaGraphError(
+                    f"the program replays CUDA graphs on {self.device}; got a tensor on "
+                    f"{value.device} (move the inputs with .to('cuda'))"
+                )
+        if len(self.graphs) >= self.LIMIT:
+            raise CudaGraphError(
+                f"the program already holds CUDA graphs for {self.LIMIT} input shapes; call it at "
+                "one of those shapes, or compile without aotinductor.cuda_graphs"
+            )
+        static = [v.clone() if isinstance(v, torch.Tensor) else v for v in flat]
+        args, kwargs = pytree.tree_unflatten(static, in_spec)
+        # warm up on a side stream (first calls allocate and pick kernels), then capture
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self.call(args, kwargs)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = self.call(args, kwargs)
+        entry = (graph, static, outputs, key)
+        self.graphs[key] = entry
+        return entry
 
 
 def _plain_cpu_tensor(value: Any, dtype: torch.dtype, shape: tuple[int, ...]) -> bool:

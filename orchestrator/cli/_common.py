@@ -59,6 +59,24 @@ def state() -> CliState:
     return root.obj
 
 
+class BackendChoice(click.Choice):
+    """``--backend``: the names in the compiler's backend registry, read when first needed so
+    that commands which never look at a backend do not import the compiler."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        from compiler.backends import BACKENDS
+
+        return list(BACKENDS)
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        pass
+
+
 def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
 

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli._common import json_option, key_values, print_json, short, state, table
+from orchestrator.cli._common import (
+    BackendChoice,
+    json_option,
+    key_values,
+    print_json,
+    short,
+    state,
+    table,
+)
 
 
 @click.group("artifacts")
@@ -18,7 +26,7 @@ def artifacts_group() -> None:
 @click.option("--model", help="Name, id or sha256 of the model.")
 @click.option("--arch", help="x86_64 or aarch64.")
 @click.option("--device-class", help="e.g. sm90 or orin.")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]))
+@click.option("--backend", type=BackendChoice())
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]))
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @json_option

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from orchestrator.cli._common import console, json_option, print_json, seconds, table
+from orchestrator.cli._common import BackendChoice, console, json_option, print_json, seconds, table
 
 
 def _spec(spec_file: Path | None, overrides: dict[str, Any], partitioning: dict[str, Any]) -> Any:
@@ -54,7 +54,7 @@ def print_report(report: Any) -> None:
 @click.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path), help="Compile spec (YAML).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), help="Overrides the spec.")
+@click.option("--backend", type=BackendChoice(), help="Overrides the spec.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), help="Overrides the spec.")
 @click.option("--device", help="cpu, cuda[:N] or dla[:N]; overrides the spec.")
 @click.option("--require-full-compilation", is_flag=True, help="Fail if any op would run in PyTorch.")

@@ -6,11 +6,11 @@ from typing import Any
 
 import click
 
-from orchestrator.cli._common import json_option, print_json, table
+from orchestrator.cli._common import BackendChoice, json_option, print_json, table
 
 
 @click.command("ops")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), help="Only ops this backend can run.")
+@click.option("--backend", type=BackendChoice(), help="Only ops this backend can run.")
 @json_option
 def ops_command(backend: str | None, as_json: bool) -> None:
     """List every ATen overload the compiler converts, with dynamic-shape support and ONNX ops."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli._common import json_option, print_json, state, warn
+from orchestrator.cli._common import BackendChoice, json_option, print_json, state, warn
 from orchestrator.cli._jobs import exit_with_job_states, follow, print_jobs
 
 
@@ -22,7 +22,7 @@ from orchestrator.cli._jobs import exit_with_job_states, follow, print_jobs
 @click.option(
     "--spec", "spec_file", type=click.Path(dir_okay=False, path_type=str), help="Compile spec (YAML)."
 )
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), help="Overrides the spec.")
+@click.option("--backend", type=BackendChoice(), help="Overrides the spec.")
 @click.option(
     "--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), help="Overrides the spec."
 )

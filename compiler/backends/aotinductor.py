@@ -1,0 +1,314 @@
+"""The GPU backend we can run and prove: PyTorch's AOTInductor, one package per partition.
+
+Each accelerated partition arrives as an ATen FX graph (no ONNX). It is exported on its own, with
+the spec's dynamic ranges as ``torch.export.Dim``s, and compiled by
+``torch._inductor.aoti_compile_and_package`` into a ``.pt2`` package of generated Triton (CUDA)
+or C++ (CPU) kernels. The package bytes are the engine: they travel inside our own ``.pt2`` and
+are sha256-checked like every engine.
+
+Packages run only where they were built: the CPU architecture (CPU kernels are compiled for the
+builder's vector ISA), the GPU generation (Triton kernels are compiled for one compute
+capability) and the PyTorch release (the package calls into libtorch's C ABI). ``requirements``
+says so, and ``compiler.load`` refuses an engine whose requirements this machine does not meet.
+
+Reduced precision: the engine computes in fp16 or bf16 — weights are converted and floating
+inputs cast inside the package — and casts its outputs back, so the program keeps the model's
+calling convention and output dtypes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Sequence
+from typing import Any, cast
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import fx
+
+from compiler.backends.base import Backend, EngineMeta, EngineRunner, FxPartition, TensorMeta
+from compiler.errors import BackendError, InputMismatchError
+from compiler.identity import DeviceIdentity, EngineRequirements
+from compiler.spec import CompileSpec
+
+_REDUCED = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class AOTInductorOptions(BaseModel):
+    """The spec's ``aotinductor:`` block."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: TensorFloat-32 for fp32 matrix products and convolutions on CUDA (faster, ~1e-3 relative)
+    tf32: bool = False
+    #: capture the whole compiled program in a CUDA graph on the first call and replay it
+    cuda_graphs: bool = False
+    #: let Inductor benchmark kernel choices at build time (slower builds, sometimes faster engines)
+    max_autotune: bool = False
+
+
+class AOTInductorBackend(Backend):
+    name = "aotinductor"
+    consumes = "fx"
+    options = AOTInductorOptions
+
+    def available(self) -> bool:
+        return self._unavailable() is None
+
+    def unavailable_reason(self) -> str:
+        return self._unavailable() or "the aotinductor backend is available"
+
+    @staticmethod
+    @functools.cache
+    def _unavailable() -> str | None:
+        try:
+            import torch._inductor  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - part of every torch build we accept
+            return f"backend aotinductor needs torch._inductor: {exc}"
+        if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
+            return "backend aotinductor needs a C++ compiler (g++) to build its packages"
+        return None
+
+    def version(self) -> str | None:
+        return str(torch.__version__)
+
+    def check_spec(self, spec: CompileSpec) -> None:
+        if spec.device.startswith("dla"):
+            raise BackendError("device dla runs TensorRT engines only; use the tensorrt backend for DLA cores")
+        if spec.precision == "int8":
+            raise BackendError(
+                "precision int8 is not built by the aotinductor backend; use fp32, fp16 or bf16, "
+                "or onnxruntime for int8"
+            )
+        if spec.precision in _REDUCED and spec.device == "cpu":
+            raise BackendError(
+                f"precision {spec.precision} with aotinductor needs device cuda; on the CPU it "
+                "builds fp32 engines"
+            )
+        if _options(spec).cuda_graphs and spec.device == "cpu":
+            raise BackendError("aotinductor.cuda_graphs needs device cuda")
+
+    def device_tied(self, device: str) -> bool:
+        return device.startswith("cuda")
+
+    def requirements(self, meta: EngineMeta, built_on: DeviceIdentity) -> EngineRequirements:
+        on_gpu = meta.device.startswith("cuda")
+        return EngineRequirements(
+            arch=built_on.arch,
+            gpu=on_gpu,
+            compute_capability=meta.extra.get("compute_capability") if on_gpu else None,
+            torch_version=meta.backend_version,
+        )
+
+    def node_unsupported_reason(self, node: fx.Node, spec: CompileSpec) -> str | None:
+        return inductor_node_support(node, "cuda" if spec.device.startswith("cuda") else "cpu")
+
+    def supports_dtype(self, dtype: torch.dtype, spec: CompileSpec) -> bool:
+        return not dtype.is_complex
+
+    def build(
+        self,
+        partition: FxPartition,
+        spec: CompileSpec,
+        inputs: Sequence[TensorMeta],
+        outputs: Sequence[TensorMeta],
+        *,
+        whole_program: bool = True,
+    ) -> tuple[bytes, dict[str, Any]]:
+        options = _options(spec)
+        device = torch.device(spec.device)
+        module = _EngineModule(partition.graph_module, _REDUCED.get(spec.precision), [o.torch_dtype for o in outputs])
+        module = module.to(device)
+        example = [t.to(device) for t in partition.example_inputs]
+        dims: dict[str, Any] = {}
+        dynamic: list[dict[int, Any] | None] = []
+        for axes in partition.dynamic_axes:
+            per_input: dict[int, Any] = {}
+            for axis, (symbol, low, high) in axes.items():
+                if symbol not in dims:
+                    # torch.export refuses a Dim whose range starts at 0 or 1 only when it is
+                    # traced at that size; the example inputs avoid those sizes.
+                    bounds: dict[str, int] = {"min": low}
+                    if high is not None:
+                        bounds["max"] = high
+                    dims[symbol] = torch.export.Dim(f"d_{symbol}", **bounds)
+                per_input[axis] = dims[symbol]
+            dynamic.append(per_input or None)
+        try:
+            with _tf32(device, options.tf32), torch.no_grad():
+                program = torch.export.export(
+                    module, tuple(example), dynamic_shapes=(tuple(dynamic),) if dims else None, strict=False
+                )
+                engine = _compile_package(program, options)
+        except BackendError:
+            raise
+        except Exception as exc:  # Inductor raises many types; the partition then falls back
+            raise BackendError(f"AOTInductor could not build the partition: {type(exc).__name__}: {exc}") from exc
+        extra: dict[str, Any] = {"precision": spec.precision, "tf32": options.tf32}
+        if device.type == "cuda":
+            major, minor = torch.cuda.get_device_capability(device)
+            extra["compute_capability"] = f"{major}.{minor}"
+            extra["gpu_name"] = torch.cuda.get_device_name(device)
+        return engine, extra
+
+    def load(self, engine: bytes, meta: EngineMeta) -> EngineRunner:
+        return AOTInductorRunner(engine, meta)
+
+
+def _options(spec: CompileSpec) -> AOTInductorOptions:
+    return cast(AOTInductorOptions, spec.options("aotinductor"))
+
+
+class _EngineModule(torch.nn.Module):
+    """The partition as a module for export: weights (and floating inputs) in the compute dtype,
+    outputs cast back to the dtypes the rest of the program expects."""
+
+    def __init__(self, graph_module: fx.GraphModule, compute: torch.dtype | None, out_dtypes: list[torch.dtype]) -> None:
+        super().__init__()
+        if compute is not None:
+            graph_module = _retype_float_nodes(graph_module, compute)
+            for name, buffer in list(graph_module.named_buffers()):
+                if buffer.is_floating_point():
+                    _set_tensor(graph_module, name, buffer.to(compute))
+            for name, param in list(graph_module.named_parameters()):
+                if param.is_floating_point():
+                    _set_tensor(graph_module, name, param.detach().to(compute))
+        self.graph_module = graph_module
+        self.compute = compute
+        self.out_dtypes = out_dtypes
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.compute is not None:
+            inputs = tuple(t.to(self.compute) if t.is_floating_point() else t for t in inputs)
+        out = self.graph_module(*inputs)
+        flat = list(out) if isinstance(out, (tuple, list)) else [out]
+        return tuple(t if t.dtype == d else t.to(d) for t, d in zip(flat, self.out_dtypes, strict=True))
+
+
+def _set_tensor(gm: torch.nn.Module, name: str, value: torch.Tensor) -> None:
+    owner, _, leaf = name.rpartition(".")
+    module = gm.get_submodule(owner) if owner else gm
+    if leaf in module._parameters:
+        del module._parameters[leaf]
+    module.register_buffer(leaf, value)
+
+
+def _retype_float_nodes(gm: fx.GraphModule, compute: torch.dtype) -> fx.GraphModule:
+    """Ops that create float32 tensors (full, arange, casts) create ``compute`` ones instead, so
+    the whole partition computes in the reduced type rather than promoting back to fp32."""
+    changed = False
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.kwargs.get("dtype") in (torch.float32, torch.float64):
+            node.kwargs = {**node.kwargs, "dtype": compute}
+            changed = True
+    if changed:
+        gm.recompile()
+    return gm
+
+
+class _tf32:
+    """TF32 on or off for CUDA matrix products and convolutions while building or running."""
+
+    def __init__(self, device: torch.device, enabled: bool) -> None:
+        self.active = device.type == "cuda"
+        self.enabled = enabled
+
+    def __enter__(self) -> None:
+        if self.active:
+            self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+            torch.backends.cuda.matmul.allow_tf32 = self.enabled
+            torch.backends.cudnn.allow_tf32 = self.enabled
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
+
+
+def _compile_package(program: torch.export.ExportedProgram, options: AOTInductorOptions) -> bytes:
+    configs: dict[str, Any] = {}
+    if options.max_autotune:
+        configs["max_autotune"] = True
+    with tempfile.TemporaryDirectory(prefix="orchestrate-aoti-") as folder:
+        path = os.path.join(folder, "engine.pt2")
+        torch._inductor.aoti_compile_and_package(program, package_path=path, inductor_configs=configs)
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+# Loading a package unpacks its shared library and dlopens it; AOTInductor's loader is not
+# documented as thread-safe, and loads are rare, so they are serialized.
+_LOAD_LOCK = threading.Lock()
+
+
+class AOTInductorRunner(EngineRunner):
+    def __init__(self, engine: bytes, meta: EngineMeta) -> None:
+        self.meta = meta
+        self.device = torch.device(meta.device)
+        index = self.device.index if self.device.index is not None else (0 if self.device.type == "cuda" else -1)
+        with _LOAD_LOCK, tempfile.TemporaryDirectory(prefix="orchestrate-aoti-") as folder:
+            path = os.path.join(folder, "engine.pt2")
+            with open(path, "wb") as handle:
+                handle.write(engine)
+            try:
+                # single-threaded runner: no cross-thread events, which also makes the call
+                # capturable in a CUDA graph (the pooled runner syncs events during a run)
+                self._loader = torch._C._aoti.AOTIModelPackageLoader(path, "model", True, 1, index)
+            except Exception as exc:
+                raise BackendError(f"the AOTInductor package of engine {meta.engine_id[:12]} does not load: {exc}") from None
+        self._run = self._loader.run
+        self._tf32 = bool(meta.extra.get("tf32", False))
+        self._tf32_ctx = _tf32(self.device, self._tf32)
+
+    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        for tensor in inputs:
+            if tensor.device != self.device and not (
+                self.device.index is None and tensor.device.type == self.device.type
+            ):
+                raise InputMismatchError(
+                    f"engine {self.meta.engine_id[:12]} runs on {self.device}; got a tensor on "
+                    f"{tensor.device} (move the inputs with .to({str(self.device)!r}))"
+                )
+        with self._tf32_ctx:
+            return list(self._run(list(inputs)))
+
+
+def inductor_node_support(node: fx.Node, device: str) -> str | None:
+    """Whether Inductor can compile ``node`` for ``device`` ("cuda" or "cpu"), decided from
+    torch's own tables: a lowering, a decomposition Inductor applies, or — for its implicit
+    fallback to the ATen kernel — a kernel registered for the device."""
+    target = node.target
+    if not isinstance(target, torch._ops.OpOverload):
+        return "not an ATen operator"
+    if torch.Tag.nondeterministic_seeded in target.tags:
+        # Inductor replaces seeded random ops with its own Philox streams: values differ from
+        # eager PyTorch, so validation could never match them
+        return "random op: Inductor's random stream differs from PyTorch's"
+    lowerings, decompositions = _inductor_tables()
+    if target in lowerings or target in decompositions:
+        return None
+    key = "CUDA" if device == "cuda" else "CPU"
+    name = target.name()
+    for dispatch_key in (key, "CompositeExplicitAutograd", "CompositeImplicitAutograd", "CompositeExplicitAutogradNonFunctional"):
+        if torch._C._dispatch_has_kernel_for_dispatch_key(name, dispatch_key):
+            if not _inductor_implicit_fallbacks():
+                return "Inductor has no lowering and implicit fallbacks are off"
+            return None
+    return f"no Inductor lowering and no {key} kernel for {name}"
+
+
+@functools.cache
+def _inductor_tables() -> tuple[frozenset[Any], frozenset[Any]]:
+    from torch._inductor.decomposition import select_decomp_table
+    from torch._inductor.lowering import lowerings
+
+    return frozenset(lowerings), frozenset(select_decomp_table())
+
+
+def _inductor_implicit_fallbacks() -> bool:
+    from torch._inductor import config
+
+    return bool(config.implicit_fallbacks)
