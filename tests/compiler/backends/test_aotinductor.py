@@ -1,0 +1,146 @@
+"""The aotinductor backend where CI runs (CPU only): spec checks, per-node operator support from
+Inductor's own tables, partitioning rules shared with every backend, and the FX-consuming path
+end to end on one small model (Inductor's C++ build takes tens of seconds on two cores)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import compiler
+from compiler.backends import BACKENDS, get_backend
+from compiler.backends.aotinductor import AOTInductorBackend, inductor_node_support
+from compiler.errors import BackendError, InputMismatchError
+from compiler.identity import DeviceIdentity, compatibility_problems
+
+
+def spec(**keys: object) -> compiler.CompileSpec:
+    return compiler.CompileSpec.parse({"backend": "aotinductor", **keys})
+
+
+class SmallNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv(x)).mean((2, 3))
+        return self.head(y).softmax(-1)
+
+
+def test_registry_names_the_form_each_backend_consumes() -> None:
+    assert BACKENDS["aotinductor"].consumes == "fx"
+    assert BACKENDS["onnxruntime"].consumes == "onnx"
+    assert BACKENDS["tensorrt"].consumes == "onnx"
+    # the spec and the CLI read their choices from the registry
+    with pytest.raises(compiler.SpecError, match="choose one of onnxruntime, tensorrt, aotinductor"):
+        compiler.CompileSpec.parse({"backend": "inductor"})
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"precision": "int8"}, "int8 is not built by the aotinductor backend"),
+        ({"precision": "fp16"}, "needs device cuda"),
+        ({"device": "dla:0"}, "use the tensorrt backend for DLA"),
+        ({"aotinductor": {"cuda_graphs": True}}, "cuda_graphs needs device cuda"),
+    ],
+)
+def test_specs_the_backend_cannot_build_are_refused_before_compiling(keys: dict[str, object], message: str) -> None:
+    with pytest.raises(BackendError, match=message):
+        get_backend("aotinductor", require_available=False).check_spec(spec(**keys))
+
+
+def test_backend_block_keys_are_checked_with_their_path() -> None:
+    with pytest.raises(compiler.SpecError, match=r"aotinductor\.cuda_graph: unknown key"):
+        spec(aotinductor={"cuda_graph": True})
+    assert spec(device="cuda", aotinductor={"tf32": True}).options("aotinductor").tf32 is True  # type: ignore[attr-defined]
+
+
+def test_engines_for_cuda_are_tied_to_a_device_class_and_cpu_engines_are_not() -> None:
+    backend = get_backend("aotinductor", require_available=False)
+    assert backend.device_tied("cuda:0")
+    assert not backend.device_tied("cpu")
+
+
+def _call_node(fn: object, *args: object) -> torch.fx.Node:
+    graph = torch.fx.Graph()
+    node = graph.call_function(fn, args)  # type: ignore[arg-type]
+    return node
+
+
+def test_operator_support_is_decided_per_node_from_inductors_tables() -> None:
+    # a lowering
+    assert inductor_node_support(_call_node(torch.ops.aten.add.Tensor), "cuda") is None
+    # seeded random ops would never match eager PyTorch
+    reason = inductor_node_support(_call_node(torch.ops.aten.rand.default, [2]), "cuda")
+    assert reason is not None and "random" in reason
+    # an op with neither a lowering nor a kernel for the device cannot fall back either
+    reason = inductor_node_support(_call_node(torch.ops.aten.cudnn_grid_sampler.default), "cpu")
+    assert reason is not None and "no CPU kernel" in reason
+    assert inductor_node_support(_call_node(torch.ops.aten.cudnn_grid_sampler.default), "cuda") is None
+    # Python callables are not ATen operators
+    assert inductor_node_support(_call_node(print), "cpu") == "not an ATen operator"
+
+
+def test_user_fallback_choices_apply_to_the_fx_backend() -> None:
+    program = torch.export.export(SmallNet().eval(), (torch.randn(2, 3, 8, 8),))
+    report = compiler.plan(program, spec(partitioning={"min_block_size": 1, "torch_executed_ops": ["aten.relu.default"]}))
+    assert report.fallback_ops == {"aten.relu.default": 1}
+    assert report.fallback_reasons["aten.relu.default"] == "listed in torch_executed_ops"
+    assert [p["accelerated"] for p in report.partitions].count(True) == 2
+    with pytest.raises(compiler.UnsupportedOperatorError, match="aten.relu.default"):
+        compiler.plan(
+            program,
+            spec(partitioning={"torch_executed_ops": ["aten.relu.default"], "require_full_compilation": True}),
+        )
+
+
+@pytest.fixture(scope="module")
+def compiled_small_net(tmp_path_factory: pytest.TempPathFactory) -> tuple[compiler.CompiledModule, nn.Module, object]:
+    if not AOTInductorBackend().available():
+        pytest.skip(AOTInductorBackend().unavailable_reason())
+    model = SmallNet().eval()
+    batch = torch.export.Dim("batch", min=1, max=8)
+    program = torch.export.export(model, (torch.randn(2, 3, 8, 8),), dynamic_shapes=({0: batch},))
+    compiled = compiler.compile(program, spec(partitioning={"min_block_size": 1}))
+    path = tmp_path_factory.mktemp("aoti") / "small.engine.pt2"
+    compiler.save(compiled, path)
+    return compiled, model, path
+
+
+def test_fx_partition_builds_an_inductor_package_that_matches_eager(compiled_small_net: tuple) -> None:
+    compiled, model, _ = compiled_small_net
+    assert [p["accelerated"] for p in compiled.report.partitions] == [True]
+    (meta, engine), = compiled.engines.values()
+    assert meta.backend == "aotinductor" and meta.backend_version == torch.__version__
+    assert engine[:2] == b"PK"  # the package itself (a zip) is the engine
+    for batch in (1, 5, 8):
+        x = torch.randn(batch, 3, 8, 8)
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_call_outside_the_dynamic_range_fails_with_the_named_error(compiled_small_net: tuple) -> None:
+    compiled, _, _ = compiled_small_net
+    with pytest.raises(InputMismatchError, match="outside the compiled range 1..8"):
+        compiled(torch.randn(9, 3, 8, 8))
+
+
+def test_saved_package_travels_in_our_pt2_and_loads(compiled_small_net: tuple) -> None:
+    compiled, model, path = compiled_small_net
+    loaded = compiler.load(path)
+    x = torch.randn(3, 3, 8, 8)
+    torch.testing.assert_close(loaded(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_package_requires_its_architecture_and_pytorch_release(compiled_small_net: tuple) -> None:
+    compiled, _, _ = compiled_small_net
+    (meta, _), = compiled.engines.values()
+    backend = get_backend("aotinductor")
+    needs = backend.requirements(meta, DeviceIdentity(arch="x86_64", torch_version=torch.__version__))
+    assert compatibility_problems(needs, DeviceIdentity(arch="x86_64", torch_version=torch.__version__)) == []
+    problems = compatibility_problems(needs, DeviceIdentity(arch="aarch64", torch_version="2.8.0"))
+    assert any("built for x86_64" in p for p in problems)
+    assert any("needs PyTorch" in p for p in problems)
