@@ -405,7 +405,11 @@ def requires_tensorrt(test: Callable[..., None]) -> Callable[..., None]:
     """Marks a test that builds a real engine: it runs where TensorRT imports and a GPU exists."""
     marks = [
         pytest.mark.tensorrt,
-        pytest.mark.skipif(not BACKEND.available(), reason=BACKEND.unavailable_reason()),
+        pytest.mark.skipif(
+            not BACKEND.available(),
+            reason="TensorRT builder library is not installed (not served by the reachable "
+            "package registries)",
+        ),
         pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
     ]
     for mark in marks:
