@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import platform
 from collections import deque
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Literal, cast
 
 import torch
@@ -29,17 +31,23 @@ from compiler.backends.tensorrt_config import (
     TRT_TO_TORCH_DTYPE,
     BuilderSettings,
     ShapeRange,
-    check_engine_compatible,
     check_input_shape,
     derive_profile,
     derive_settings,
     device_class,
+    engine_requirements,
+    portability_problems,
     read_timing_cache,
     write_timing_cache,
 )
 from compiler.backends.tensorrt_ops import SUPPORTED_OP_NAMES, check_model
 from compiler.errors import BackendError, BackendUnavailableError, InputMismatchError
-from compiler.identity import DeviceIdentity, EngineRequirements
+from compiler.identity import (
+    DeviceIdentity,
+    EngineRequirements,
+    IncompatibleEngineError,
+    compatibility_problems,
+)
 from compiler.spec import CompileSpec
 
 _log = logging.getLogger(__name__)
@@ -55,6 +63,30 @@ INSTALL_HINT = (
 # TensorRT wants device addresses aligned to 256 bytes; torch's allocator gives 512, but a view
 # with a storage offset may not be.
 _ALIGNMENT = 256
+
+
+class CudaPlatform:
+    """The CUDA facts and handles the TensorRT calls need, from torch. Kept apart so that tests
+    can drive every TensorRT call on a machine without a GPU (``tensorrt_standin``)."""
+
+    def available(self) -> bool:
+        return torch.cuda.is_available()
+
+    def capability(self, index: int) -> tuple[int, int]:
+        return torch.cuda.get_device_capability(index)
+
+    def device(self, index: int) -> torch.device:
+        return torch.device("cuda", index)
+
+    def use(self, device: torch.device) -> AbstractContextManager[Any]:
+        return torch.cuda.device(device)
+
+    def current_stream(self, device: torch.device) -> int:
+        """The handle of PyTorch's current stream on ``device``, where engines are enqueued."""
+        return int(torch.cuda.current_stream(device).cuda_stream)
+
+
+CUDA = CudaPlatform()
 
 
 @functools.cache
@@ -92,7 +124,7 @@ def _require_tensorrt() -> Any:
     trt, reason = _load_tensorrt()
     if trt is None:
         raise BackendUnavailableError(reason or "TensorRT is not available")
-    if not torch.cuda.is_available():
+    if not CUDA.available():
         raise BackendUnavailableError(
             "the tensorrt backend needs a CUDA GPU, and torch.cuda.is_available() is False on this machine"
         )
@@ -142,19 +174,15 @@ class TensorRTBackend(Backend):
         return True  # a plan runs on the GPU generation (and TensorRT version) that built it
 
     def requirements(self, meta: EngineMeta, built_on: DeviceIdentity) -> EngineRequirements:
-        capability = meta.extra.get("compute_capability")
-        settings = meta.extra.get("settings") or {}
-        hardware_compatible = settings.get("hardware_compatibility", "none") != "none"
-        return EngineRequirements(
-            arch=built_on.arch,
-            gpu=True,
-            compute_capability=(
-                None if hardware_compatible or not capability else f"{capability[0]}.{capability[1]}"
-            ),
-            tensorrt_version=(
-                None if settings.get("version_compatible") else meta.extra.get("tensorrt_version")
-            ),
-        )
+        return engine_requirements(meta.extra, built_on.arch)
+
+    def compatibility_problems(self, meta: EngineMeta, here: DeviceIdentity) -> list[str]:
+        """Why the plan cannot run on ``here``: ``compiler.identity``'s decision on
+        ``requirements``, then the TensorRT rules it cannot state (exact release, version- and
+        hardware-compatible ranges). ``load`` refuses on exactly these."""
+        built_on = DeviceIdentity(arch=str(meta.extra.get("arch") or here.arch))
+        needs = self.requirements(meta, built_on)
+        return compatibility_problems(needs, here) + portability_problems(meta.extra, here)
 
     def available(self) -> bool:
         return _load_tensorrt()[0] is not None
@@ -199,9 +227,10 @@ class TensorRTBackend(Backend):
             )
         trt = _require_tensorrt()
         plan = _build_plan(trt, onnx_model, settings)
-        capability = torch.cuda.get_device_capability(settings.device_index)
+        capability = CUDA.capability(settings.device_index)
         extra = {
             "settings": settings.to_dict(),
+            "arch": platform.machine(),
             "tensorrt_version": str(trt.__version__),
             "compute_capability": list(capability),
             "device_class": device_class(*capability),
@@ -213,13 +242,17 @@ class TensorRTBackend(Backend):
         trt = _require_tensorrt()
         settings = meta.extra.get("settings")
         index = int(settings.get("device_index", 0)) if settings else 0
-        problem = check_engine_compatible(
-            meta.extra,
+        major, minor = CUDA.capability(index)
+        here = DeviceIdentity(
+            arch=platform.machine(),
+            compute_capability=f"{major}.{minor}",
             tensorrt_version=str(trt.__version__),
-            compute_capability=torch.cuda.get_device_capability(index),
         )
-        if problem:
-            raise BackendError(problem)
+        problems = self.compatibility_problems(meta, here)
+        if problems:
+            raise IncompatibleEngineError(
+                f"the TensorRT engine cannot run on this machine: {'; '.join(problems)}"
+            )
         return TensorRTRunner(trt, engine, meta)
 
 
@@ -248,9 +281,21 @@ def _precheck(onnx_model: bytes, outputs: Sequence[TensorMeta]) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
+def _builder_flag(trt: Any, name: str, precision: str) -> Any:
+    flag = getattr(trt.BuilderFlag, name, None)
+    if flag is None:
+        # TensorRT 11 builds strongly typed networks only and dropped the FP16/BF16/INT8 flags.
+        raise BackendError(
+            f"TensorRT {trt.__version__} has no builder flag {name}, which precision {precision} "
+            "needs; from TensorRT 11 a network computes in the types of the model itself. Build "
+            "with TensorRT 10, or use precision fp32 with a model already in the reduced type"
+        )
+    return flag
+
+
 def _build_plan(trt: Any, onnx_model: bytes, settings: BuilderSettings) -> bytes:
     logger = _capturing_logger(trt)
-    with torch.cuda.device(settings.device_index):
+    with CUDA.use(CUDA.device(settings.device_index)):
         builder = trt.Builder(logger)
         network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
         parser = trt.OnnxParser(network, logger)
@@ -262,9 +307,9 @@ def _build_plan(trt: Any, onnx_model: bytes, settings: BuilderSettings) -> bytes
 
         config = builder.create_builder_config()
         for flag in settings.flags:
-            config.set_flag(getattr(trt.BuilderFlag, flag))
+            config.set_flag(_builder_flag(trt, flag, settings.precision))
         for flag in settings.cleared_flags:
-            config.clear_flag(getattr(trt.BuilderFlag, flag))
+            config.clear_flag(_builder_flag(trt, flag, settings.precision))
         config.builder_optimization_level = settings.optimization_level
         if settings.workspace_bytes is not None:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
@@ -323,9 +368,9 @@ class TensorRTRunner(EngineRunner):
     def __init__(self, trt: Any, plan: bytes, meta: EngineMeta) -> None:
         self.meta = meta
         settings = meta.extra.get("settings") or {}
-        self.device = torch.device("cuda", int(settings.get("device_index", 0)))
+        self.device = CUDA.device(int(settings.get("device_index", 0)))
         self._logger = _capturing_logger(trt)
-        with torch.cuda.device(self.device):
+        with CUDA.use(self.device):
             self._runtime = trt.Runtime(self._logger)
             if settings.get("dla_core") is not None:
                 self._runtime.DLA_core = int(settings["dla_core"])
@@ -339,7 +384,7 @@ class TensorRTRunner(EngineRunner):
                 )
             self._context = self._engine.create_execution_context()
             # Bound for inputs and outputs with no elements, whose data_ptr() is 0.
-            self._empty = torch.empty(_ALIGNMENT, dtype=torch.uint8, device=self.device)
+            self._empty = _aligned_empty((_ALIGNMENT,), torch.uint8, self.device)
 
         engine = self._engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -390,13 +435,13 @@ class TensorRTRunner(EngineRunner):
             if tensor.device != self.device or tensor.dtype != dtype:
                 tensor = tensor.to(self.device, dtype)
             if not tensor.is_contiguous() or tensor.data_ptr() % _ALIGNMENT:
-                tensor = tensor.contiguous() if not tensor.is_contiguous() else tensor.clone()
+                tensor = _aligned_empty(tuple(tensor.shape), dtype, self.device).copy_(tensor)
             if not context.set_input_shape(name, tuple(tensor.shape)):
                 raise InputMismatchError(
                     check_input_shape(shape_range, tuple(tensor.shape))
                     or f"TensorRT refused the shape {tuple(tensor.shape)} for input {name}:\n  {self._logger.errors()}"
                 )
-            context.set_tensor_address(name, tensor.data_ptr() or self._empty.data_ptr())
+            self._set_address(name, tensor)
             bound.append(tensor)
 
         results = []
@@ -408,13 +453,30 @@ class TensorRTRunner(EngineRunner):
                     "run the op that produces it in PyTorch"
                 )
             out = torch.empty(shape, dtype=dtype, device=self.device)
-            context.set_tensor_address(name, out.data_ptr() or self._empty.data_ptr())
+            if out.data_ptr() % _ALIGNMENT:
+                out = _aligned_empty(shape, dtype, self.device)
+            self._set_address(name, out)
             results.append(out)
 
-        stream = torch.cuda.current_stream(self.device)
-        if not context.execute_async_v3(stream.cuda_stream):
+        if not context.execute_async_v3(CUDA.current_stream(self.device)):
             raise BackendError("TensorRT failed to enqueue the engine:\n  " + self._logger.errors())
         return [
             out if out.dtype == wanted else out.to(wanted)
             for out, (_, _, wanted) in zip(results, self._outputs, strict=True)
         ]
+
+    def _set_address(self, name: str, tensor: torch.Tensor) -> None:
+        if not self._context.set_tensor_address(name, tensor.data_ptr() or self._empty.data_ptr()):
+            raise BackendError(
+                f"TensorRT refused the address of tensor {name}:\n  {self._logger.errors()}"
+            )
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialized contiguous tensor whose address is a multiple of ``_ALIGNMENT``. Torch's
+    CUDA allocator aligns every block to 512 bytes already; this is for the rare view that is
+    not, and for allocators with smaller alignment."""
+    size = torch.Size(shape).numel() * dtype.itemsize
+    buffer = torch.empty(size + _ALIGNMENT, dtype=torch.uint8, device=device)
+    offset = -buffer.data_ptr() % _ALIGNMENT
+    return buffer[offset : offset + size].view(dtype).view(shape)

@@ -6,8 +6,10 @@ the timing cache) is computed here without importing TensorRT, so it is tested o
 ``tensorrt.py`` only copies these values onto TensorRT's objects. Names of TensorRT enum members
 (``BuilderFlag.FP16``, ``HardwareCompatibilityLevel.AMPERE_PLUS``) are kept as strings.
 
-So are the rules for whether a built engine can run somewhere else (``check_engine_compatible``)
-and the device-class names the farm routes on (``device_class``).
+So are the TensorRT facts of whether a built plan can run somewhere else: ``engine_requirements``
+states them in ``compiler.identity``'s terms, which make the decision for every backend, and
+``portability_problems`` adds the release and hardware-compatibility rules those terms cannot
+state.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from typing import Any, Literal
 
 from compiler.backends.base import TensorMeta
 from compiler.errors import BackendError, SpecError
+from compiler.identity import (
+    DEVICE_CLASSES,
+    DeviceIdentity,
+    EngineRequirements,
+    gpu_device_class,
+)
 from compiler.spec import CompileSpec
 
 HardwareCompatibility = Literal["none", "ampere_plus", "same_compute_capability"]
@@ -67,18 +75,6 @@ TRT_TO_TORCH_DTYPE: dict[str, str] = {
 IO_DTYPES = frozenset(
     {"float32", "float64", "float16", "bfloat16", "int32", "int64", "int8", "uint8", "bool"}
 )
-
-# Jetson GPUs have compute capabilities that no discrete GPU shares, so the capability alone
-# names the module family. Thor is 10.1 before CUDA 13 and 11.0 from CUDA 13 on.
-_INTEGRATED_DEVICE_CLASSES: dict[tuple[int, int], str] = {
-    (5, 3): "nano",
-    (6, 2): "tx2",
-    (7, 2): "xavier",
-    (8, 7): "orin",
-    (10, 1): "thor",
-    (11, 0): "thor",
-}
-
 
 @dataclass(frozen=True)
 class ShapeRange:
@@ -289,59 +285,80 @@ def check_input_shape(shape_range: ShapeRange, shape: Sequence[int]) -> str | No
 
 # ---------------------------------------------------------------------------- devices, versions
 def device_class(major: int, minor: int) -> str:
-    """The farm's name for a GPU family: ``orin`` for Jetson Orin (8.7), ``sm90`` for H100."""
-    return _INTEGRATED_DEVICE_CLASSES.get((major, minor), f"sm{major}{minor}")
+    """The farm's name for a GPU family, from ``compiler.identity``'s one table: ``orin`` for
+    Jetson Orin (8.7), whose capability no discrete GPU shares, else ``sm90`` for an H100."""
+    capability = f"{major}.{minor}"
+    integrated = next(
+        (c.name for c in DEVICE_CLASSES.values() if c.arch and c.compute_capability == capability),
+        None,
+    )
+    return integrated or gpu_device_class(capability)
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = re.findall(r"\d+", version)
-    return tuple(int(p) for p in parts[:3])
+    return tuple(int(p) for p in re.findall(r"\d+", version))
 
 
-def check_engine_compatible(
-    extra: Mapping[str, Any], *, tensorrt_version: str, compute_capability: tuple[int, int]
-) -> str | None:
-    """Why an engine built with ``extra`` (the build metadata) cannot load here, or None.
+def engine_requirements(extra: Mapping[str, Any], arch: str) -> EngineRequirements:
+    """What a plan built with ``extra`` (the build metadata) needs, in the terms that
+    ``compiler.identity`` compares for every backend: the architecture, a GPU, its compute
+    capability unless the plan is hardware-compatible, and the TensorRT release unless the plan
+    is version-compatible. ``portability_problems`` adds the rules those terms cannot state."""
+    settings = extra.get("settings") or {}
+    capability = extra.get("compute_capability")
+    level = settings.get("hardware_compatibility", "NONE")
+    return EngineRequirements(
+        arch=arch,
+        gpu=True,
+        # AMPERE_PLUS runs on any GPU from 8.0 on; NONE and SAME_COMPUTE_CAPABILITY on the
+        # capability that built it.
+        compute_capability=(
+            f"{int(capability[0])}.{int(capability[1])}"
+            if capability and level != "AMPERE_PLUS"
+            else None
+        ),
+        tensorrt_version=(
+            None if settings.get("version_compatible") else extra.get("tensorrt_version") or None
+        ),
+    )
 
-    TensorRT itself refuses such engines with a terse deserialization error; this says which
-    property differs and what to rebuild with."""
-    settings = extra.get("settings", {})
-    built_version = str(extra.get("tensorrt_version", ""))
-    if built_version:
+
+def portability_problems(extra: Mapping[str, Any], here: DeviceIdentity) -> list[str]:
+    """The TensorRT rules that ``EngineRequirements`` cannot state, checked after
+    ``compiler.identity.compatibility_problems`` (so a difference is reported once):
+
+    - a standard plan runs only on the TensorRT release that built it, to the patch and build
+      (identity compares major.minor);
+    - a version-compatible plan runs on that release and later ones of the same major version;
+    - an AMPERE_PLUS plan runs on compute capability 8.0 and above."""
+    settings = extra.get("settings") or {}
+    problems = []
+    built_version = str(extra.get("tensorrt_version") or "")
+    here_version = here.tensorrt_version
+    if built_version and here_version:
+        built, have = _version_tuple(built_version), _version_tuple(here_version)
         if settings.get("version_compatible"):
-            built, here = _version_tuple(built_version), _version_tuple(tensorrt_version)
-            if built[:1] != here[:1] or here < built:
-                return (
-                    f"the engine was built version-compatible with TensorRT {built_version}; it runs on "
-                    f"TensorRT {built[0]}.x from {built_version} on, not {tensorrt_version}"
+            if built[:1] != have[:1] or have < built:
+                problems.append(
+                    f"it was built version-compatible with TensorRT {built_version}, so it runs on "
+                    f"TensorRT {built[0]}.x from {built_version} on, and this machine has {here_version}"
                 )
-        elif _version_tuple(built_version) != _version_tuple(tensorrt_version):
-            return (
-                f"the engine was built with TensorRT {built_version} but this machine has {tensorrt_version}; "
-                "rebuild it here, or build with version_compatible"
+        elif built[:2] == have[:2] and built != have:
+            problems.append(
+                f"it was built with TensorRT {built_version} and this machine has {here_version} "
+                "(a plan needs the exact release; rebuild it here, or build with version_compatible)"
             )
-    built_cc = extra.get("compute_capability")
-    if built_cc:
-        built_cc_t = (int(built_cc[0]), int(built_cc[1]))
-        level = settings.get("hardware_compatibility", "NONE")
-        if level == "AMPERE_PLUS":
-            if compute_capability < (8, 0):
-                return (
-                    f"the engine needs an Ampere or newer GPU (compute capability 8.0+), this one is "
-                    f"{compute_capability[0]}.{compute_capability[1]}"
-                )
-        elif built_cc_t != tuple(compute_capability):
-            return (
-                f"the engine was built for {device_class(*built_cc_t)} (compute capability "
-                f"{built_cc_t[0]}.{built_cc_t[1]}) and cannot run on {device_class(*compute_capability)} "
-                f"({compute_capability[0]}.{compute_capability[1]}); rebuild it on this device class"
-                + (
-                    ", or build with hardware_compatibility: ampere_plus"
-                    if built_cc_t >= (8, 0)
-                    else ""
-                )
-            )
-    return None
+    here_capability = here.compute_capability
+    if (
+        settings.get("hardware_compatibility") == "AMPERE_PLUS"
+        and here_capability
+        and _version_tuple(here_capability)[:2] < (8, 0)
+    ):
+        problems.append(
+            "it was built hardware-compatible for Ampere and newer GPUs (compute capability "
+            f"8.0+) and this GPU is {gpu_device_class(here_capability)}"
+        )
+    return problems
 
 
 # ------------------------------------------------------------------------------- timing cache

@@ -4,7 +4,9 @@ behaviour without TensorRT (everywhere), and real engine builds (where TensorRT 
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import inspect
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compiler.backends import get_backend
 from compiler.backends.base import EngineMeta, TensorMeta
-from compiler.backends.tensorrt import TensorRTBackend
+from compiler.backends.tensorrt import TensorRTBackend, TensorRTOptions, TensorRTRunner
 from compiler.backends.tensorrt_ops import (
     MAX_OPSET,
     SUPPORTED_OP_NAMES,
@@ -26,6 +28,7 @@ from compiler.backends.tensorrt_ops import (
     check_model,
 )
 from compiler.errors import BackendError, BackendUnavailableError, InputMismatchError, SpecError
+from compiler.identity import IncompatibleEngineError
 from compiler.spec import CompileSpec
 
 BACKEND = TensorRTBackend()
@@ -402,7 +405,11 @@ def requires_tensorrt(test: Callable[..., None]) -> Callable[..., None]:
     """Marks a test that builds a real engine: it runs where TensorRT imports and a GPU exists."""
     marks = [
         pytest.mark.tensorrt,
-        pytest.mark.skipif(not BACKEND.available(), reason=BACKEND.unavailable_reason()),
+        pytest.mark.skipif(
+            not BACKEND.available(),
+            reason="TensorRT builder library is not installed (not served by the reachable "
+            "package registries)",
+        ),
         pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
     ]
     for mark in marks:
@@ -421,9 +428,14 @@ def reference(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
 def build_mlp(
     precision: str = "fp32", **options: object
 ) -> tuple[EngineMeta, bytes, np.ndarray, np.ndarray]:
+    """Builds the MLP; ``options`` are the spec's ``tensorrt:`` block (TensorRTOptions), the
+    only way builder settings reach ``build``."""
     model, w, b = mlp()
-    spec = CompileSpec.parse({"backend": "tensorrt", "device": "cuda", "precision": precision})
-    plan, extra = BACKEND.build(model.SerializeToString(), spec, [X], [Y], **options)  # type: ignore[arg-type]
+    data: dict[str, object] = {"backend": "tensorrt", "device": "cuda", "precision": precision}
+    if options:
+        data["tensorrt"] = options
+    spec = CompileSpec.parse(data)
+    plan, extra = BACKEND.build(model.SerializeToString(), spec, [X], [Y])
     meta = EngineMeta("0" * 64, "tensorrt", BACKEND.version() or "", (X,), (Y,), "cuda:0", extra)
     return meta, plan, w, b
 
@@ -478,10 +490,10 @@ def test_fp16_engine_is_close_to_fp32_reference() -> None:
 @requires_tensorrt
 def test_timing_cache_is_written_and_reused(tmp_path: Path) -> None:
     cache = tmp_path / "timing.cache"
-    build_mlp(timing_cache=str(cache), optimization_level=1, workspace_bytes=1 << 28)
+    build_mlp(timing_cache=str(cache), optimization_level=1, workspace_mb=256)
     first = cache.read_bytes()
     assert first
-    build_mlp(timing_cache=str(cache), optimization_level=1, workspace_bytes=1 << 28)
+    build_mlp(timing_cache=str(cache), optimization_level=1, workspace_mb=256)
     assert cache.stat().st_size >= len(first)
 
 
@@ -498,5 +510,90 @@ def test_engine_loads_from_round_tripped_metadata() -> None:
     moved = EngineMeta.from_dict(
         {**again.to_dict(), "extra": {**again.extra, "compute_capability": [1, 0]}}
     )
-    with pytest.raises(BackendError, match="rebuild it on this device class"):
+    with pytest.raises(IncompatibleEngineError, match="GPU generation sm10 .* this GPU is sm"):
         BACKEND.load(plan, moved)
+
+
+# ----------------------------------------------- the real-engine tests call what really exists
+REAL_ENGINE_TESTS = [
+    name for name, value in list(globals().items()) if getattr(value, "pytestmark", None) and
+    any(m.name == "tensorrt" for m in value.pytestmark)
+]  # fmt: skip
+
+
+def _calls_in_real_engine_tests() -> list[tuple[str, ast.Call]]:
+    """Every call of ``BACKEND.<method>``, ``build_mlp`` and ``runner.run`` in the real-engine
+    tests and in ``build_mlp`` itself: they skip here, so nothing else would see them drift."""
+    tree = ast.parse(Path(__file__).read_text())
+    bodies = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name in {*REAL_ENGINE_TESTS, "build_mlp"}
+    ]
+    calls = []
+    for body in bodies:
+        for node in ast.walk(body):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "build_mlp":
+                calls.append(("build_mlp", node))
+            elif isinstance(func, ast.Attribute) and (
+                (isinstance(func.value, ast.Name) and func.value.id == "BACKEND")
+                or func.attr == "run"
+            ):
+                calls.append((func.attr, node))
+    return calls
+
+
+def test_every_real_engine_test_is_found() -> None:
+    assert len(REAL_ENGINE_TESTS) == 6
+
+
+def test_real_engine_tests_call_the_backend_with_the_signatures_it_has() -> None:
+    """Binds the arguments of every call the skipped tests make to the real signatures, and
+    the builder options they pass to the spec's ``tensorrt:`` block."""
+    signatures = {
+        "build": inspect.signature(TensorRTBackend.build),
+        "load": inspect.signature(TensorRTBackend.load),
+        "version": inspect.signature(TensorRTBackend.version),
+        "run": inspect.signature(TensorRTRunner.run),
+        "build_mlp": inspect.signature(build_mlp),
+    }
+    calls = _calls_in_real_engine_tests()
+    assert {name for name, _ in calls} >= {"build", "load", "run", "build_mlp"}
+    for name, call in calls:
+        where = f"line {call.lineno}: {ast.unparse(call)}"
+        assert all(k.arg is not None for k in call.keywords), f"{where}: ** hides its keywords"
+        assert not any(isinstance(a, ast.Starred) for a in call.args), f"{where}: * hides them"
+        positional = [object()] * len(call.args)
+        keywords = {k.arg: object() for k in call.keywords if k.arg is not None}
+        self_arg = [] if name == "build_mlp" else [object()]
+        try:
+            signatures[name].bind(*self_arg, *positional, **keywords)
+        except TypeError as exc:
+            pytest.fail(f"{where} does not fit {name}{signatures[name]}: {exc}")
+        if name == "build_mlp":
+            unknown = set(keywords) - set(TensorRTOptions.model_fields)
+            assert not unknown, f"{where}: {sorted(unknown)} are not tensorrt: options"
+
+
+def test_real_engine_builds_run_through_the_standin(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``build_mlp`` as the real-engine tests call it, with the stand-in for TensorRT: the spec
+    it makes is valid and our build and load accept it."""
+    from tests.compiler.backends.tensorrt_standin import TensorRTStandIn
+    from tests.compiler.backends.test_tensorrt_api_calls import install
+
+    trt = install(monkeypatch, TensorRTStandIn())
+    for precision, options in [
+        ("fp32", {}),
+        ("fp16", {}),
+        ("fp32", {"timing_cache": str(tmp_path / "timing.cache"), "optimization_level": 1, "workspace_mb": 256}),
+    ]:  # fmt: skip
+        meta, plan, _, _ = build_mlp(precision, **options)
+        again = EngineMeta.from_dict(json.loads(json.dumps(meta.to_dict())))
+        BACKEND.load(plan, again).run([torch.randn(3, 8)])
+    assert (tmp_path / "timing.cache").read_bytes()
+    assert trt.errors == []
