@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import re
+import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "ArtifactStore",
     "ArtifactStoreError",
     "ArtifactStoreUnavailableError",
+    "DestinationError",
     "StoredObject",
     "get_artifact_store",
     "sha256_file",
@@ -250,28 +252,47 @@ class ArtifactStore:
         uri_or_sha: str,
         dest: str | os.PathLike[str],
         expected_sha256: str | None = None,
+        *,
+        overwrite: bool = True,
+        expected_size: int | None = None,
     ) -> Path:
         """Download to ``dest``, verified against ``expected_sha256`` (default: the object's name).
 
-        On a mismatch no file is left at ``dest`` and :class:`ArtifactCorruptError` is raised.
+        The bytes go to a new temporary file next to ``dest``, are flushed to disk, checked, and
+        only then renamed to ``dest``: a reader never sees half a file, and on a mismatch
+        (:class:`ArtifactCorruptError`) nothing is left. ``dest`` must be a regular file or
+        not exist (:class:`DestinationError` otherwise, and when it exists and not
+        ``overwrite``). More than ``expected_size`` bytes is a mismatch found while reading.
         """
         _, _, implied = self._resolve(uri_or_sha)
         expected = _expected_hash(uri_or_sha, expected_sha256, implied)
         dest_path = Path(dest)
+        check_destination(dest_path, overwrite=overwrite)
         dest_path.parent.mkdir(parents=True, exist_ok=True)
         part = dest_path.with_name(f".{dest_path.name}.{uuid.uuid4().hex}.part")
+        # O_EXCL|O_NOFOLLOW: the temporary name is ours alone, whatever else is in the folder.
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
         try:
             digest = hashlib.sha256()
-            with self.open(uri_or_sha) as source, open(part, "wb") as out:
+            size = 0
+            with open(fd, "wb", closefd=True) as out, self.open(uri_or_sha) as source:
                 for chunk in self._chunks(source):
+                    size += len(chunk)
+                    if expected_size is not None and size > expected_size:
+                        raise ArtifactCorruptError(
+                            f"{redact(uri_or_sha)} holds more than the {expected_size} bytes "
+                            "recorded for it: the stored object was altered; rebuild or re-upload it"
+                        )
                     digest.update(chunk)
                     out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
             if digest.hexdigest() != expected:
                 raise ArtifactCorruptError(
                     f"{redact(uri_or_sha)} has sha256 {digest.hexdigest()}, expected {expected}: "
                     "the stored object was altered or truncated; rebuild or re-upload it"
                 )
-            os.replace(part, dest_path)
+            _publish(part, dest_path, overwrite=overwrite)
         finally:
             part.unlink(missing_ok=True)
         return dest_path
@@ -319,6 +340,49 @@ class ArtifactStore:
             raise ArtifactStoreUnavailableError(
                 f"artifact store {redact(self.url)} is unavailable: {exc}"
             ) from exc
+
+
+class DestinationError(ValueError):
+    """A download's destination is not a regular file, or exists and may not be overwritten."""
+
+
+def check_destination(path: Path, *, overwrite: bool) -> None:
+    """Refuse to write a download at ``path`` unless it is absent or a regular file (and then
+    only with ``overwrite``): a device, pipe, socket, folder or symbolic link is never replaced."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise DestinationError(
+            f"{path} is a symbolic link; downloads replace no links: give the path it points to"
+        )
+    if stat.S_ISDIR(info.st_mode):
+        raise DestinationError(f"{path} is a folder")
+    if not stat.S_ISREG(info.st_mode):
+        raise DestinationError(
+            f"{path} is not a regular file (a device, pipe or socket); downloads are written "
+            "only to regular files"
+        )
+    if not overwrite:
+        raise DestinationError(f"{path} already exists; pass --force to overwrite it")
+
+
+def _publish(part: Path, dest: Path, *, overwrite: bool) -> None:
+    """Give the finished ``part`` the name ``dest``, atomically; without ``overwrite``, a file
+    that appeared at ``dest`` meanwhile is kept (a hard link never replaces anything)."""
+    if overwrite:
+        check_destination(dest, overwrite=True)
+        os.replace(part, dest)
+        return
+    try:
+        os.link(part, dest)
+    except FileExistsError:
+        raise DestinationError(f"{dest} already exists; pass --force to overwrite it") from None
+    except OSError:
+        # A filesystem without hard links: check, then rename (a narrow race, not a silent one).
+        check_destination(dest, overwrite=False)
+        os.replace(part, dest)
 
 
 def _expected_hash(uri_or_sha: str, given: str | None, implied: str | None) -> str:

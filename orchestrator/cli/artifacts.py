@@ -110,12 +110,22 @@ def show_command(artifact_id: str, as_json: bool) -> None:
     show_default=True,
     help="File to write, or a folder to write into.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite an existing file and skip the can-it-run-here check.",
+)
 @json_option
-def get_command(artifact_id: str, output: Path, as_json: bool) -> None:
-    """Download an artifact's engine package, verified against its sha256."""
+def get_command(artifact_id: str, output: Path, force: bool, as_json: bool) -> None:
+    """Download an artifact's engine package, verified against its sha256.
+
+    Only a regular file is ever written (never a device, pipe or link), through a temporary
+    file in the same folder that is renamed into place once its sha256 matches; an existing
+    file is kept unless --force.
+    """
     from orchestrator import services
 
-    path = services.download_artifact(state().get_farm(), artifact_id, output)
+    path = services.download_artifact(state().get_farm(), artifact_id, output, overwrite=force)
     if as_json:
         print_json({"artifact_id": artifact_id, "path": str(path)})
     else:
