@@ -463,7 +463,8 @@ def _load_spec_file(path: Path, max_bytes: int) -> Any:
     if len(raw) >= max_bytes:
         raise InvalidRequestError(f"spec file {path} is at or over the limit of {max_bytes} bytes")
     try:
-        return yaml.safe_load(raw.decode("utf-8"))
+        # libyaml's loader where installed: the pure-Python one takes seconds per megabyte.
+        return yaml.load(raw.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except UnicodeDecodeError:
         raise InvalidRequestError(f"spec file {path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
@@ -1188,8 +1189,8 @@ class NoWorkerError(FarmError):
     def __init__(self, job: JobInfo) -> None:
         self.job = job
         super().__init__(
-            f"job {job.id} is queued on {job.queue}, which no live worker serves, so waiting "
-            f"would never end; start one (`orchestrate worker --arch {job.arch}"
+            f"job {job.id} is queued and no live worker serves {job.queue}, so waiting would "
+            f"never end; start one (`orchestrate worker --arch {job.arch}"
             + (f" --device-class {job.device_class}" if job.device_class else "")
             + "` on a matching machine) or wait with --timeout"
         )
