@@ -1099,6 +1099,51 @@ def download_artifact(farm: Farm, ref: str, dest: str | Path, *, overwrite: bool
     return target
 
 
+@dataclass(frozen=True)
+class VerifyResult:
+    """One stored object re-hashed against its database row; ``problem`` is None when intact."""
+
+    kind: str  # "artifact" or "model"
+    id: str
+    uri: str
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def verify_objects(farm: Farm, refs: Sequence[str] = (), *, everything: bool = False) -> list[VerifyResult]:
+    """Re-hash the store objects of the given artifacts (or, with ``everything``, of every
+    artifact and model) against the sha256 and size the database recorded."""
+    from orchestrator.store import ArtifactStoreError
+
+    if not refs and not everything:
+        raise InvalidRequestError("name the artifacts to verify, or pass --all")
+    with farm.session() as session:
+        if everything:
+            artifacts = list(session.scalars(select(m.Artifact).order_by(m.Artifact.created_at)).unique())
+            model_rows = list(session.scalars(select(m.Model)))
+        else:
+            artifacts = [_resolve_artifact(session, ref) for ref in refs]
+            model_rows = []
+        work = [("artifact", a.id, a.uri, a.sha256, a.size_bytes) for a in artifacts]
+        work += [("model", r.id, r.uri, r.sha256, r.size_bytes) for r in model_rows]
+    found = []
+    for kind, row_id, uri, sha, size in work:
+        try:
+            problem = farm.store.verify(uri, sha, size)
+        except ArtifactStoreError as exc:
+            raise UnreachableError(
+                f"cannot read {kind} {row_id} from {redact(farm.settings.artifact_store)}: {exc}"
+            ) from None
+        found.append(VerifyResult(kind, row_id, redact(uri), problem))
+    return found
+
+
 def results(farm: Farm, ref: str) -> list[ValidationInfo]:
     """Validation results of a job or of an artifact (either id works)."""
     with farm.session() as session:

@@ -9,6 +9,7 @@ only once it is complete.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import io
@@ -126,6 +127,46 @@ class ArtifactStore:
         self._is_local = isinstance(self.fs, LocalFileSystem)
         if self._is_local:
             Path(self.root).mkdir(parents=True, exist_ok=True)
+            self.remove_crashed_uploads()
+
+    def remove_crashed_uploads(self) -> int:
+        """Delete the ``tmp/*.part`` files of uploads whose process died (no one holds their
+        lock); runs whenever a process opens a local store. Returns how many went."""
+        if not self._is_local:
+            return 0
+        removed = 0
+        for part in Path(self.root, "tmp").glob("*.part"):
+            try:
+                fd = os.open(part, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # an upload in progress
+            else:
+                part.unlink(missing_ok=True)
+                removed += 1
+            finally:
+                os.close(fd)
+        return removed
+
+    def verify(self, uri_or_sha: str, expected_sha256: str, expected_size: int | None = None) -> str | None:
+        """Re-hash a stored object: None when it matches, else what is wrong with it."""
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with self.open(uri_or_sha) as source:
+                for chunk in self._chunks(source):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except ArtifactNotFoundError:
+            return "missing from the store"
+        if expected_size is not None and size != expected_size:
+            return f"{size} bytes, {expected_size} recorded"
+        if digest.hexdigest() != expected_sha256:
+            return f"sha256 {digest.hexdigest()}, {expected_sha256} recorded"
+        return None
 
     def __repr__(self) -> str:
         return f"ArtifactStore({redact(self.url)!r})"
@@ -180,6 +221,9 @@ class ArtifactStore:
             else:
                 target = f"{self.root}/tmp/{uuid.uuid4().hex}.part"
                 self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+            # A local upload holds a lock on its temporary file until it has its final name,
+            # so that sweeping the leftovers of crashed uploads never takes a live one.
+            lock = _lock_part(target) if self._is_local else None
             try:
                 digest, written = self._copy_into(stream, target)
                 if digest != expected:
@@ -193,6 +237,9 @@ class ArtifactStore:
             except BaseException:
                 _remove_quietly(self.fs, target)
                 raise
+            finally:
+                if lock is not None:
+                    os.close(lock)
         except ArtifactStoreError:
             raise
         except _TRANSIENT as exc:
@@ -366,6 +413,12 @@ def check_destination(path: Path, *, overwrite: bool) -> None:
         )
     if not overwrite:
         raise DestinationError(f"{path} already exists; pass --force to overwrite it")
+
+
+def _lock_part(path: str) -> int:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 def _publish(part: Path, dest: Path, *, overwrite: bool) -> None:

@@ -1,4 +1,4 @@
-"""``orchestrate artifacts list|show|get``: built engines and where they came from."""
+"""``orchestrate artifacts list|show|get|verify``: built engines and where they came from."""
 
 from __future__ import annotations
 
@@ -6,12 +6,20 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli._common import json_option, key_values, print_json, short, state, table
+from orchestrator.cli._common import (
+    json_option,
+    key_values,
+    print_json,
+    short,
+    state,
+    styled,
+    table,
+)
 
 
 @click.group("artifacts")
 def artifacts_group() -> None:
-    """Engine artifacts: list them, show one, download one."""
+    """Engine artifacts: list them, show one, download one, verify what the store holds."""
 
 
 @artifacts_group.command("list")
@@ -130,3 +138,35 @@ def get_command(artifact_id: str, output: Path, force: bool, as_json: bool) -> N
         print_json({"artifact_id": artifact_id, "path": str(path)})
     else:
         click.echo(str(path))
+
+
+@artifacts_group.command("verify")
+@click.argument("artifact_ids", metavar="[ID]...", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every artifact and model the database records.")
+@json_option
+def verify_command(artifact_ids: tuple[str, ...], everything: bool, as_json: bool) -> None:
+    """Re-hash stored objects against the sha256 and size the database recorded.
+
+    Exit 0 when every object is intact, 1 when one is missing or altered.
+    """
+    from orchestrator import services
+
+    checked = services.verify_objects(state().get_farm(), artifact_ids, everything=everything)
+    if as_json:
+        print_json([result.to_dict() for result in checked])
+    else:
+        table(
+            f"{len(checked)} object(s) verified",
+            ["id", "kind", "state", "uri"],
+            [
+                (
+                    short(r.id),
+                    r.kind,
+                    styled("ok", "green") if r.ok else styled(f"BAD: {r.problem}", "red"),
+                    r.uri,
+                )
+                for r in checked
+            ],
+        )
+    if not all(result.ok for result in checked):
+        raise click.exceptions.Exit(1)

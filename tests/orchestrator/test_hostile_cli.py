@@ -4,6 +4,7 @@ line, the documented exit code, and nothing written where it should not be."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import time
@@ -296,3 +297,36 @@ def test_a_model_of_exactly_the_size_limit_is_refused_unread(tmp_path, tiny_mode
     assert "at or over the farm's limit" in error
     bigger = Farm(embedded_settings(tmp_path / "home2", max_model_bytes=tiny_model.stat().st_size + 1))
     assert run(bigger, "submit", str(tiny_model), "--arch", "x86_64").exit_code == 0
+
+
+# --------------------------------------------------------------- integrity of what the store holds
+def test_artifacts_verify_rehashes_store_objects_against_the_database(farm, tiny_model):
+    good = _artifact(farm, tiny_model, b"intact engine")
+    result = run(farm, "artifacts", "verify", "--all", "--json")
+    assert result.exit_code == 0, result.output
+    assert {(r["kind"], r["ok"]) for r in json.loads(result.stdout)} == {("artifact", True), ("model", True)}
+
+    with farm.session() as session:
+        uri = session.get(m.Artifact, good).uri
+    Path(farm.store.fs._strip_protocol(uri)).write_bytes(b"altered engine")
+    result = run(farm, "artifacts", "verify", good[:8])
+    assert result.exit_code == 1 and "BAD: 14 bytes, 13 recorded" in result.stdout
+    assert one_line_error(run(farm, "artifacts", "verify"), 2)
+
+
+def test_a_crashed_upload_leaves_no_part_file_after_the_next_start(tmp_path):
+    from orchestrator.store import ArtifactStore, _lock_part
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    (tmp_path / "store" / "tmp").mkdir()
+    crashed = tmp_path / "store" / "tmp" / "dead.part"
+    crashed.write_bytes(b"half an upload")
+    live = tmp_path / "store" / "tmp" / "live.part"
+    lock = _lock_part(str(live))  # another process's upload, still running
+    try:
+        ArtifactStore(str(tmp_path / "store"))
+        assert not crashed.exists() and live.exists()
+    finally:
+        os.close(lock)
+    assert store.remove_crashed_uploads() == 1 and not live.exists()
+    assert store.put_bytes(b"x").size == 1 and not list((tmp_path / "store" / "tmp").iterdir())
