@@ -12,6 +12,7 @@ import io
 import pickletools
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,8 +59,9 @@ _SAFE_GLOBALS = frozenset(
 # ---------------------------------------------------------------------- untrusted files
 def load_program(source: str | Path | bytes, max_bytes: int | None = None) -> torch.export.ExportedProgram:
     """Load an ExportedProgram from an untrusted ``.pt2`` path or bytes, safely."""
-    data = _read_limited(source, max_bytes or DEFAULT_MAX_BYTES)
-    cleaned, _ = sanitize_archive(data)
+    limit = max_bytes or DEFAULT_MAX_BYTES
+    data = _read_limited(source, limit)
+    cleaned, _ = sanitize_archive(data, max_inflated_bytes=limit)
     try:
         with TORCH_LOAD_LOCK:
             program = torch.export.load(io.BytesIO(cleaned))
@@ -73,15 +75,81 @@ def load_program(source: str | Path | bytes, max_bytes: int | None = None) -> to
     return program
 
 
-def sanitize_archive(data: bytes, keep_prefix: tuple[str, ...] = ()) -> tuple[bytes, dict[str, bytes]]:
+# A zip bomb is a small archive that inflates to far more than it holds. torch.export.save
+# stores members uncompressed, so a real program inflates by a factor near 1; a member may grow
+# past MAX_RATIO_FREE_BYTES only up to MAX_COMPRESSION_RATIO times its compressed size, and all
+# members together only up to the archive's own size limit.
+MAX_COMPRESSION_RATIO = 100
+MAX_RATIO_FREE_BYTES = 1024**2
+_READ_CHUNK = 1024**2
+# What a damaged member raises while it is read: a bad CRC, a truncated or invalid deflate
+# stream, an unsupported method or an encrypted member.
+_DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError)
+
+
+@dataclass
+class _InflateBudget:
+    """Bytes the members of one archive (and those of the archives nested in it) may inflate to."""
+
+    left: int
+
+    def check_declared(self, name: str, info: zipfile.ZipInfo) -> None:
+        if info.file_size > self.left:
+            raise InvalidModelError(
+                f"{name} inflates to {info.file_size} bytes, more than the {self.left} bytes left "
+                "under the model size limit; the file is refused"
+            )
+        _check_ratio(name, info, info.file_size)
+
+    def take(self, name: str, info: zipfile.ZipInfo, inflated: int, chunk: int) -> None:
+        # The declared sizes were checked already; this holds even if a header lied.
+        self.left -= chunk
+        if self.left < 0:
+            raise InvalidModelError(f"{name}: the archive inflates past the model size limit; the file is refused")
+        _check_ratio(name, info, inflated)
+
+
+def _check_ratio(name: str, info: zipfile.ZipInfo, inflated: int) -> None:
+    if inflated > MAX_RATIO_FREE_BYTES and inflated > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+        raise InvalidModelError(
+            f"{name} inflates {inflated // max(info.compress_size, 1)} times over ({info.compress_size} "
+            f"bytes to {inflated} or more), past the limit of {MAX_COMPRESSION_RATIO}; the file "
+            "looks like a zip bomb and is refused"
+        )
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, budget: _InflateBudget) -> bytes:
+    """One member's bytes, inflated chunk by chunk under ``budget``; a damaged member (bad CRC,
+    truncated stream) is an InvalidModelError, not zipfile's own exception."""
+    budget.check_declared(name, info)
+    parts: list[bytes] = []
+    inflated = 0
+    try:
+        with archive.open(info) as stream:
+            while chunk := stream.read(_READ_CHUNK):
+                inflated += len(chunk)
+                budget.take(name, info, inflated, len(chunk))
+                parts.append(chunk)
+    except _DAMAGED_MEMBER as exc:
+        raise InvalidModelError(
+            f"the archive is damaged: member {name} cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
+    return b"".join(parts)
+
+
+def sanitize_archive(
+    data: bytes, keep_prefix: tuple[str, ...] = (), max_inflated_bytes: int | None = None
+) -> tuple[bytes, dict[str, bytes]]:
     """Check every member of a ``.pt2`` zip. Return the archive without sample inputs and
     without the members under ``keep_prefix`` (given back separately, by their inner path).
-    Raises UnsafeModelError on a pickle that could run code."""
+    Raises UnsafeModelError on a pickle that could run code, InvalidModelError on a damaged
+    archive or one that inflates past ``max_inflated_bytes`` (default: the model size limit)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except zipfile.BadZipFile:
+    except _DAMAGED_MEMBER:
         raise InvalidModelError("not a .pt2 archive (a zip file written by torch.export.save)") from None
+    budget = _InflateBudget(max_inflated_bytes or DEFAULT_MAX_BYTES)
     out = io.BytesIO()
     kept: dict[str, bytes] = {}
     has_model = False
@@ -90,11 +158,11 @@ def sanitize_archive(data: bytes, keep_prefix: tuple[str, ...] = ()) -> tuple[by
             if info.is_dir():
                 continue
             inner = info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
-            member = archive.read(info)
+            member = _read_member(archive, info, info.filename, budget)
             if keep_prefix and inner.startswith(keep_prefix):
                 kept[inner] = member  # our own data: never given to a torch loader
                 continue
-            _check_member(info.filename, member)
+            _check_member(info.filename, member, budget)
             if inner.startswith("models/") and inner.endswith(".json"):
                 has_model = True
             clean.writestr(info, member)
@@ -107,7 +175,7 @@ _PICKLE_SUFFIXES = (".pkl", ".pickle")
 _TORCH_SAVE_SUFFIXES = (".pt", ".pth")
 
 
-def _check_member(name: str, member: bytes, depth: int = 0) -> None:
+def _check_member(name: str, member: bytes, budget: _InflateBudget, depth: int = 0) -> None:
     """Refuse a member that a torch loader would unpickle unless its pickle only rebuilds
     tensors. Raw weight blobs and JSON are never unpickled and are left alone."""
     if member[:4] == b"PK\x03\x04":
@@ -115,10 +183,12 @@ def _check_member(name: str, member: bytes, depth: int = 0) -> None:
             raise UnsafeModelError(f"{name}: nested archives are too deep")
         try:
             nested = zipfile.ZipFile(io.BytesIO(member))
-            for info in nested.infolist():
-                _check_member(f"{name}:{info.filename}", nested.read(info), depth + 1)
-        except zipfile.BadZipFile:
+            infos = nested.infolist()
+        except _DAMAGED_MEMBER:
             raise InvalidModelError(f"{name}: damaged nested archive") from None
+        for info in infos:
+            inner_name = f"{name}:{info.filename}"
+            _check_member(inner_name, _read_member(nested, info, inner_name, budget), budget, depth + 1)
         return
     if name.endswith(_TORCH_SAVE_SUFFIXES):
         # torch.export writes these as zip archives; the legacy format chains several pickles
@@ -157,21 +227,24 @@ def _pickle_globals(name: str, data: bytes) -> Iterator[str]:
 
 
 def _read_limited(source: str | Path | bytes, max_bytes: int) -> bytes:
+    """The bytes of ``source``, which must be smaller than ``max_bytes``: a larger file is
+    refused before it is read, and one that grows while read is read only up to the limit."""
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
         path = Path(source)
         try:
             size = path.stat().st_size
+            if size >= max_bytes:
+                raise InvalidModelError(f"{path} is {size} bytes, at or over the limit of {max_bytes} bytes")
+            with path.open("rb") as stream:
+                data = stream.read(max_bytes)
         except FileNotFoundError:
             raise InvalidModelError(f"{path}: no such file") from None
         except OSError as exc:
             raise InvalidModelError(f"{path}: cannot read ({exc.strerror})") from None
-        if size > max_bytes:
-            raise InvalidModelError(f"{path} is {size} bytes, over the limit of {max_bytes} bytes")
-        data = path.read_bytes()
-    if len(data) > max_bytes:
-        raise InvalidModelError(f"model is {len(data)} bytes, over the limit of {max_bytes} bytes")
+    if len(data) >= max_bytes:
+        raise InvalidModelError(f"model is {len(data)} bytes or more, at or over the limit of {max_bytes} bytes")
     return data
 
 

@@ -64,15 +64,16 @@ class JobHandle:
     def results(self) -> list[ValidationInfo]:
         return services.results(self.client.farm, self.id)
 
-    def download(self, path: str | Path) -> Path:
-        """Save the engine package to ``path`` (verified against its sha256)."""
+    def download(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Save the engine package to ``path`` (verified against its sha256); an existing
+        file is replaced only with ``overwrite``."""
         artifact = self.artifact()
         if artifact is None:
             job = self.status()
             raise services.InvalidStateError(
                 f"job {job.id} is {job.state} and has no artifact yet; call .wait() first"
             )
-        return services.download_artifact(self.client.farm, artifact.id, path)
+        return services.download_artifact(self.client.farm, artifact.id, path, overwrite=overwrite)
 
     def cancel(self) -> JobInfo:
         return services.cancel(self.client.farm, self.id)
@@ -142,11 +143,11 @@ class Client:
         """
         archs = [_local_arch()] if arch is None else [arch] if isinstance(arch, str) else list(arch)
         targets = services.resolve_targets(archs, device_class)
-        resolved = services.resolve_spec(spec, backend=backend, precision=precision)
-        data, default_name = _model_bytes(model)
-        submission = services.submit(
-            self.farm, data, targets, resolved, name=name or default_name
+        resolved = services.resolve_spec(
+            spec, backend=backend, precision=precision, max_bytes=self.farm.settings.max_spec_bytes
         )
+        data = _model_bytes(model)
+        submission = services.submit(self.farm, data, targets, resolved, name=name)
         handles = [JobHandle(self, job.id, submission.warnings) for job in submission.jobs]
         return handles[0] if isinstance(arch, str) or arch is None else handles
 
@@ -186,8 +187,8 @@ class Client:
     def artifact(self, artifact_id: str) -> ArtifactInfo:
         return services.get_artifact(self.farm, artifact_id)
 
-    def download(self, artifact_id: str, path: str | Path) -> Path:
-        return services.download_artifact(self.farm, artifact_id, path)
+    def download(self, artifact_id: str, path: str | Path, *, overwrite: bool = False) -> Path:
+        return services.download_artifact(self.farm, artifact_id, path, overwrite=overwrite)
 
     def results(self, job_or_artifact_id: str) -> list[ValidationInfo]:
         return services.results(self.farm, job_or_artifact_id)
@@ -202,16 +203,16 @@ def _local_arch() -> str:
     return detect_arch()
 
 
-def _model_bytes(model: Any) -> tuple[str | Path | bytes, str | None]:
+def _model_bytes(model: Any) -> str | Path | bytes:
     """A path or bytes for services.submit; an in-memory program is serialised here."""
     if isinstance(model, str | Path | bytes | bytearray):
-        return (bytes(model) if isinstance(model, bytearray) else model), None
+        return bytes(model) if isinstance(model, bytearray) else model
     import torch
 
     if isinstance(model, torch.export.ExportedProgram):
         buffer = io.BytesIO()
         torch.export.save(model, buffer)
-        return buffer.getvalue(), "model"
+        return buffer.getvalue()
     raise services.InvalidRequestError(
         f"cannot submit a {type(model).__name__}: give a .pt2 path, its bytes, or a "
         "torch.export.ExportedProgram (export an nn.Module with torch.export.export first)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from orchestrator.settings import get_settings, redact
+from orchestrator.settings import get_settings, quote_userinfo, redact, scrub
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_S",
@@ -29,6 +30,8 @@ __all__ = [
     "SchemaOutOfDateError",
     "alembic_config",
     "current_revision",
+    "describe_error",
+    "is_missing_schema",
     "dispose_engines",
     "ensure_schema",
     "get_engine",
@@ -53,13 +56,59 @@ class SchemaOutOfDateError(RuntimeError):
 
 
 def _parse_url(url: str | URL) -> URL:
+    if isinstance(url, URL):
+        return url
     try:
-        return make_url(url)
-    except ArgumentError as exc:
+        return make_url(quote_userinfo(url))
+    except (ArgumentError, ValueError) as exc:
         raise DatabaseURLError(
-            f"cannot parse database URL {url!r}: {exc}; expected e.g. "
+            f"cannot parse database URL {redact(url)}: {scrub(str(exc), url)}; expected e.g. "
             "sqlite:////path/orchestrate.db or postgresql+psycopg://user@host/db"
         ) from None
+
+
+_AUTH_FAILED = re.compile(
+    r"password authentication failed|authentication failed|role \"[^\"]*\" does not exist|"
+    r"no pg_hba\.conf entry|password is required|no password supplied|permission denied for database"
+)
+_NO_DATABASE = re.compile(r"database \"[^\"]*\" does not exist")
+_NO_SCHEMA = re.compile(r"no such table|relation \"[^\"]*\" does not exist|UndefinedTable")
+# SQLSTATE classes: 28 invalid authorization, 3D invalid catalog (database), 42P01 undefined table.
+_SCHEMA_SQLSTATES = frozenset({"42P01", "42703"})
+
+
+def is_missing_schema(exc: BaseException) -> bool:
+    """Whether ``exc`` says that the farm's tables are not there (``db upgrade`` was not run)."""
+    orig = getattr(exc, "orig", None) or exc
+    if str(getattr(orig, "sqlstate", None) or "") in _SCHEMA_SQLSTATES:
+        return True
+    return bool(_NO_SCHEMA.search(type(orig).__name__) or _NO_SCHEMA.search(str(orig).split("\n", 1)[0]))
+
+
+def describe_error(url: str, exc: BaseException) -> str:
+    """One line for a user about a database error, naming the likely cause: a refused login,
+    a missing database, a missing farm schema, or a server that cannot be reached. Never
+    prints the password, nor any piece of it."""
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = str(getattr(orig, "sqlstate", None) or "")
+    lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
+    detail = scrub(lines[0] if lines else type(orig).__name__, url)
+    shown = redact(url)
+    if sqlstate.startswith("28") or _AUTH_FAILED.search(detail):
+        return (
+            f"the database at {shown} refused the login ({detail}); check the user and "
+            "password in ORCHESTRATE_DATABASE_URL"
+        )
+    if sqlstate == "3D000" or _NO_DATABASE.search(detail):
+        return (
+            f"the database server at {shown} has no such database ({detail}); create it "
+            "(createdb) or fix ORCHESTRATE_DATABASE_URL"
+        )
+    if is_missing_schema(exc):
+        return (
+            f"the database at {shown} has no farm schema ({detail}); run `orchestrate db upgrade`"
+        )
+    return f"cannot reach the database at {shown}: {detail}"
 
 
 def _sqlite_file(url: URL) -> Path | None:
@@ -91,7 +140,7 @@ def make_engine(url: str | URL, *, sqlite_foreign_keys: bool = True, **kwargs: A
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_S)
         if sqlite_path is not None:
             sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args=connect_args, **kwargs)
+        engine = _create_engine(parsed, connect_args=connect_args, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -108,7 +157,27 @@ def make_engine(url: str | URL, *, sqlite_foreign_keys: bool = True, **kwargs: A
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(parsed, **kwargs)
+    return _create_engine(parsed, **kwargs)
+
+
+def _create_engine(url: URL, **kwargs: Any) -> Engine:
+    """``create_engine``, with an unknown dialect or a driver that is not installed reported
+    as a DatabaseURLError (a usage error) instead of SQLAlchemy's or the import's traceback."""
+    shown = url.render_as_string(hide_password=True)
+    try:
+        return create_engine(url, **kwargs)
+    except ImportError as exc:
+        raise DatabaseURLError(
+            f"the database URL {shown} needs the driver {exc.name or url.get_driver_name()!r}, "
+            "which is not installed; install it, or use postgresql+psycopg:// (installed) or "
+            "sqlite:///"
+        ) from None
+    except (ArgumentError, ValueError, TypeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatabaseURLError(
+            f"cannot use the database URL {shown}: {scrub(detail, url.render_as_string(hide_password=False))}; "
+            "expected e.g. sqlite:////path/orchestrate.db or postgresql+psycopg://user@host/db"
+        ) from None
 
 
 def _resolve(url: str | URL | None) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
+import re
 import threading
 import time
 import uuid
@@ -19,16 +21,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import OperationalError as DBOperationalError
+from sqlalchemy.exc import ProgrammingError as DBProgrammingError
 from sqlalchemy.orm import Session
 
 from orchestrator import models as m
 from orchestrator.celery_app import COMPILE_TASK, FarmCelery, get_app, make_app
-from orchestrator.db import session_scope
+from orchestrator.db import is_missing_schema, session_scope
 from orchestrator.routing import RoutingError, Target
-from orchestrator.settings import Settings, get_settings, redact
+from orchestrator.settings import Settings, get_settings, redact, scrub
+from orchestrator.untrusted import (
+    UnsafeNameError,
+    check_model_name,
+    clean_model_name,
+    file_name_part,
+    printable,
+)
 
 if TYPE_CHECKING:
     import compiler
@@ -346,7 +356,10 @@ class Farm:
         try:
             with session_scope(self.settings.database_url) as session:
                 yield session
-        except DBOperationalError as exc:
+        except (DBOperationalError, DBProgrammingError) as exc:
+            # ProgrammingError: a reachable server without the farm's tables (or columns).
+            if isinstance(exc, DBProgrammingError) and not is_missing_schema(exc):
+                raise
             raise UnreachableError(_db_problem(self.settings, exc)) from None
 
     def describe(self) -> dict[str, str]:
@@ -369,14 +382,10 @@ def farm_for(settings: Settings) -> Farm:
     return farm if farm is not None else Farm(settings)
 
 
-def _db_problem(settings: Settings, exc: DBOperationalError) -> str:
-    detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-    if "no such table" in detail or "does not exist" in detail:
-        return (
-            f"the database at {redact(settings.database_url)} has no farm schema ({detail}); "
-            "run `orchestrate db upgrade`"
-        )
-    return f"cannot reach the database at {redact(settings.database_url)}: {detail}"
+def _db_problem(settings: Settings, exc: SQLAlchemyError) -> str:
+    from orchestrator.db import describe_error
+
+    return describe_error(settings.database_url, exc)
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -395,13 +404,23 @@ def resolve_targets(archs: Sequence[str], device_class: str | None = None) -> li
     return targets
 
 
+# A spec names a handful of inputs; these bounds keep a hostile one from costing minutes of
+# parsing (YAML aliases expand, pydantic walks every node) or megabytes of database per submit.
+DEFAULT_MAX_SPEC_BYTES = 1024**2
+MAX_SPEC_NODES = 100_000
+MAX_SPEC_INPUTS = 1024
+
+
 def resolve_spec(
     spec: compiler.CompileSpec | dict[str, Any] | str | Path | None = None,
     *,
     backend: str | None = None,
     precision: str | None = None,
+    max_bytes: int = DEFAULT_MAX_SPEC_BYTES,
 ) -> compiler.CompileSpec:
-    """A CompileSpec from a spec object, a mapping, or a YAML file; flags override its keys."""
+    """A CompileSpec from a spec object, a mapping, or a YAML file; flags override its keys.
+
+    A file must be smaller than ``max_bytes`` (ORCHESTRATE_MAX_SPEC_BYTES)."""
     import compiler
 
     try:
@@ -410,23 +429,122 @@ def resolve_spec(
         elif isinstance(spec, compiler.CompileSpec):
             resolved = spec
         elif isinstance(spec, dict):
-            resolved = compiler.CompileSpec.parse(spec)
+            resolved = _parse_spec_data(spec, "spec", max_bytes)
         else:
-            path = Path(spec)
-            if not path.is_file():
-                raise InvalidRequestError(f"spec file {path} does not exist")
-            resolved = compiler.CompileSpec.from_file(path)
+            resolved = _parse_spec_data(_load_spec_file(Path(spec), max_bytes), str(spec), max_bytes)
         overrides = {k: v for k, v in (("backend", backend), ("precision", precision)) if v}
         if overrides:
             # Re-validate: model_copy(update=...) alone would accept any string.
             resolved = compiler.CompileSpec.parse({**resolved.model_dump(mode="json"), **overrides})
     except compiler.CompilerError as exc:
         raise InvalidRequestError(str(exc)) from None
+    check_spec_size(resolved, max_bytes)
     return resolved
 
 
+def _load_spec_file(path: Path, max_bytes: int) -> Any:
+    import yaml
+
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise InvalidRequestError(f"spec file {path} is not a file")
+        if size >= max_bytes:
+            raise InvalidRequestError(
+                f"spec file {path} is {size} bytes, at or over the limit of {max_bytes} bytes "
+                "(ORCHESTRATE_MAX_SPEC_BYTES); a spec names a few inputs and settings"
+            )
+        with path.open("rb") as stream:
+            raw = stream.read(max_bytes)
+    except FileNotFoundError:
+        raise InvalidRequestError(f"spec file {path} does not exist") from None
+    except OSError as exc:
+        raise InvalidRequestError(f"cannot read spec file {path}: {exc.strerror}") from None
+    if len(raw) >= max_bytes:
+        raise InvalidRequestError(f"spec file {path} is at or over the limit of {max_bytes} bytes")
+    try:
+        # libyaml's loader where installed: the pure-Python one takes seconds per megabyte.
+        return yaml.load(raw.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except UnicodeDecodeError:
+        raise InvalidRequestError(f"spec file {path} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        raise InvalidRequestError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise InvalidRequestError(f"{path}: the spec is nested too deeply") from None
+
+
+def _parse_spec_data(data: Any, source: str, max_bytes: int) -> compiler.CompileSpec:
+    """``CompileSpec.parse`` after bounding what it would walk: the expanded node count (YAML
+    aliases share nodes that validation would visit once per reference) and the input count;
+    duplicate input names are found here in one pass."""
+    import compiler
+
+    try:
+        nodes = _expanded_size(data)
+    except RecursionError:
+        raise InvalidRequestError(f"{source}: the spec is nested too deeply") from None
+    if nodes > MAX_SPEC_NODES:
+        raise InvalidRequestError(
+            f"{source}: the spec expands to {nodes} values (YAML aliases count once per use), "
+            f"over the limit of {MAX_SPEC_NODES}"
+        )
+    inputs = data.get("inputs") if isinstance(data, dict) else None
+    if isinstance(inputs, list):
+        if len(inputs) > MAX_SPEC_INPUTS:
+            raise InvalidRequestError(
+                f"{source}: inputs lists {len(inputs)} entries, over the limit of {MAX_SPEC_INPUTS}"
+            )
+        seen: set[str] = set()
+        duplicates: set[str] = set()
+        for item in inputs:
+            input_name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(input_name, str):
+                (duplicates if input_name in seen else seen).add(input_name)
+        if duplicates:
+            raise InvalidRequestError(
+                f"{source}: inputs: input names appear twice: {', '.join(sorted(duplicates))}"
+            )
+    return compiler.CompileSpec.parse(data, source)
+
+
+def _expanded_size(data: Any) -> int:
+    """How many values ``data`` holds when every shared (aliased) container is counted once
+    per reference, computed in time linear in the distinct containers."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(value: Any) -> int:
+        if not isinstance(value, dict | list):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in active:  # a recursive alias: infinite when expanded
+            return MAX_SPEC_NODES + 1
+        active.add(key)
+        children = value.values() if isinstance(value, dict) else value
+        total = 1 + sum(size(child) for child in children)
+        active.discard(key)
+        sizes[key] = min(total, MAX_SPEC_NODES + 1)
+        return sizes[key]
+
+    return size(data)
+
+
+def check_spec_size(spec: compiler.CompileSpec, max_bytes: int) -> None:
+    """Refuse a spec whose stored form (one row per distinct spec) is over ``max_bytes``."""
+    stored = len(spec.canonical_json().encode())
+    if stored >= max_bytes:
+        raise InvalidRequestError(
+            f"the spec is {stored} bytes as stored, at or over the limit of {max_bytes} bytes "
+            "(ORCHESTRATE_MAX_SPEC_BYTES)"
+        )
+
+
 def read_model(model: str | Path | bytes, max_bytes: int) -> tuple[bytes, str]:
-    """The model's bytes and a display name; refuses missing and over-size files before reading."""
+    """The model's bytes and a display name. A model must be smaller than ``max_bytes``: a
+    file at or over it is refused before anything is read, and a file that grows (or that
+    reports no size, like those under /proc) is read only up to the limit."""
     if isinstance(model, bytes | bytearray | memoryview):
         data = bytes(model)
         name = "model"
@@ -440,16 +558,20 @@ def read_model(model: str | Path | bytes, max_bytes: int) -> tuple[bytes, str]:
             raise InvalidRequestError(f"cannot read model file {path}: {exc.strerror}") from None
         if not path.is_file():
             raise InvalidRequestError(f"{path} is not a file")
-        if size > max_bytes:
+        if size >= max_bytes:
             raise InvalidRequestError(
-                f"model file {path} is {size} bytes, over the farm's limit of {max_bytes} bytes "
-                "(ORCHESTRATE_MAX_MODEL_BYTES)"
+                f"model file {path} is {size} bytes, at or over the farm's limit of {max_bytes} "
+                "bytes (ORCHESTRATE_MAX_MODEL_BYTES; a model must be smaller)"
             )
-        data = path.read_bytes()
-        name = path.name.removesuffix(".pt2") or path.name
-    if len(data) > max_bytes:
+        try:
+            with path.open("rb") as stream:
+                data = stream.read(max_bytes)
+        except OSError as exc:
+            raise InvalidRequestError(f"cannot read model file {path}: {exc.strerror}") from None
+        name = clean_model_name(path.name.removesuffix(".pt2") or path.name)
+    if len(data) >= max_bytes:
         raise InvalidRequestError(
-            f"model is {len(data)} bytes, over the farm's limit of {max_bytes} bytes"
+            f"model is {len(data)} bytes or more, at or over the farm's limit of {max_bytes} bytes"
         )
     return data, name
 
@@ -462,14 +584,55 @@ def load_program(source: str | Path | bytes, max_bytes: int) -> Any:
     return compiler.load_program(source, max_bytes=max_bytes)
 
 
-def validate_model_bytes(data: bytes, max_bytes: int) -> None:
-    """Refuse anything that is not a plain torch.export program, before torch opens it."""
+def validate_model_bytes(data: bytes, max_bytes: int) -> Any:
+    """Refuse anything that is not a plain torch.export program, before torch opens it; return
+    the loaded program."""
     import compiler
 
     try:
-        load_program(data, max_bytes)
+        return load_program(data, max_bytes)
     except compiler.CompilerError as exc:
         raise InvalidRequestError(f"model refused ({exc.kind}): {exc}") from None
+
+
+def check_spec_for_targets(spec: compiler.CompileSpec, targets: Sequence[Target]) -> None:
+    """Refuse a spec the backend can never build for these targets (``check_spec``), before
+    anything is stored or queued: e.g. fp16 with onnxruntime on a CPU device."""
+    from compiler.backends import get_backend
+    from compiler.errors import BackendError, BackendUnavailableError
+
+    backend = get_backend(spec.backend, require_available=False)
+    for target in targets:
+        try:
+            backend.check_spec(spec)
+        except BackendUnavailableError:
+            return  # not installed on this machine: the worker's own check decides
+        except BackendError as exc:
+            if spec.device != "cpu":
+                # Checks of a GPU device also look at this machine's libraries (is the CUDA
+                # provider installed here?), which say nothing about the worker's.
+                return
+            raise InvalidRequestError(f"{target.label}: {exc}") from None
+
+
+def check_spec_against_program(spec: compiler.CompileSpec, program: Any) -> None:
+    """Refuse what ``compile`` would refuse about the spec's inputs: a name the model lacks,
+    a dtype or rank it does not take, a range outside what it was exported for, a zero size."""
+    import compiler
+    from compiler.frontend import input_signature
+
+    for item in spec.inputs:
+        for key in ("shape", "min", "opt", "max"):
+            sizes = getattr(item, key)
+            if sizes is not None and 0 in sizes:
+                raise InvalidRequestError(
+                    f"spec inputs.{item.name}.{key}: dimension {sizes.index(0)} is 0; an engine "
+                    "for empty tensors computes nothing (use a size of at least 1)"
+                )
+    try:
+        input_signature(program, spec)
+    except compiler.CompilerError as exc:
+        raise InvalidRequestError(f"spec refused for this model ({exc.kind}): {exc}") from None
 
 
 # ------------------------------------------------------------------------------------ submit
@@ -499,12 +662,36 @@ def _live_workers(session: Session, now: datetime) -> list[m.Worker]:
     return list(session.scalars(stmt))
 
 
-def _upsert_model(session: Session, farm: Farm, data: bytes, sha: str, name: str) -> m.Model:
+@dataclass
+class _ModelIntake:
+    """The model's row, and whether this submission created it (and stored its blob)."""
+
+    row: m.Model
+    created: bool
+
+
+def _upsert_model(
+    session: Session,
+    farm: Farm,
+    data: bytes,
+    sha: str,
+    name: str | None,
+    default_name: str,
+    spec: compiler.CompileSpec,
+) -> _ModelIntake:
+    """The model's row, stored on first sight; the spec's inputs are checked against the
+    program before anything is stored."""
     existing = session.scalar(select(m.Model).where(m.Model.sha256 == sha))
     if existing is not None:
+        _check_same_name(existing, name)
         # Same bytes were validated when first stored; the content hash proves they are these.
-        return existing
-    validate_model_bytes(data, farm.settings.max_model_bytes)
+        # The program is loaded again only when the spec says something about its inputs.
+        if spec.inputs:
+            check_spec_against_program(spec, validate_model_bytes(data, farm.settings.max_model_bytes))
+        return _ModelIntake(existing, created=False)
+    program = validate_model_bytes(data, farm.settings.max_model_bytes)
+    if spec.inputs:
+        check_spec_against_program(spec, program)
     from orchestrator.store import ArtifactStoreError
 
     try:
@@ -513,7 +700,7 @@ def _upsert_model(session: Session, farm: Farm, data: bytes, sha: str, name: str
         raise UnreachableError(
             f"cannot write to the artifact store {redact(farm.settings.artifact_store)}: {exc}"
         ) from None
-    row = m.Model(name=name, sha256=sha, size_bytes=len(data), uri=uri)
+    row = m.Model(name=name or default_name, sha256=sha, size_bytes=len(data), uri=uri)
     try:
         with session.begin_nested():
             session.add(row)
@@ -521,8 +708,19 @@ def _upsert_model(session: Session, farm: Farm, data: bytes, sha: str, name: str
         # Another submitter stored the same model between our read and our insert.
         raced = session.scalar(select(m.Model).where(m.Model.sha256 == sha))
         assert raced is not None
-        return raced
-    return row
+        _check_same_name(raced, name)
+        return _ModelIntake(raced, created=False)
+    return _ModelIntake(row, created=True)
+
+
+def _check_same_name(row: m.Model, name: str | None) -> None:
+    # A model is its bytes, stored once under the name of its first submission; renaming it
+    # here would rename it in every teammate's listings, so a different name is refused.
+    if name is not None and name != row.name:
+        raise InvalidRequestError(
+            f"this model (sha256 {row.sha256[:12]}) is already stored as {printable(row.name)!r}; "
+            f"its name stays: leave out --name, or pass --name {printable(row.name)!r}"
+        )
 
 
 def _upsert_spec(session: Session, spec: compiler.CompileSpec) -> m.CompileSpecRow:
@@ -560,13 +758,21 @@ def submit(
             f"a {spec.backend} engine for {spec.device} only runs on the GPU generation that built "
             "it: add --device-class (e.g. sm90 for an H100, orin for a Jetson Orin)"
         )
+    if name is not None:
+        try:
+            name = check_model_name(name)
+        except UnsafeNameError as exc:
+            raise InvalidRequestError(str(exc)) from None
+    check_spec_size(spec, farm.settings.max_spec_bytes)
+    check_spec_for_targets(spec, targets)
     data, default_name = read_model(model, farm.settings.max_model_bytes)
     sha = hashlib.sha256(data).hexdigest()
     now = m.utcnow()
     to_enqueue: list[tuple[str, str, str]] = []
     warnings: list[str] = []
     with farm.session() as session:
-        model_row = _upsert_model(session, farm, data, sha, name or default_name)
+        intake = _upsert_model(session, farm, data, sha, name, default_name, spec)
+        model_row = intake.row
         spec_row = _upsert_spec(session, spec)
         live = _live_workers(session, now)
         jobs: list[tuple[m.Job, m.Artifact | None]] = []
@@ -617,9 +823,10 @@ def submit(
         # Built from the objects in hand: a cache hit then costs no second round trip.
         infos = [JobInfo.of(job, hit) for job, hit in jobs]
     # Enqueue only after the commit above: a worker that picks the message up must find the row.
-    failed = enqueue(farm, to_enqueue)
+    failed = send(farm, to_enqueue)
     if failed:
-        raise UnreachableError(failed)
+        _withdraw(farm, [info.id for info in infos], model_row.id if intake.created else None)
+        raise UnreachableError(failed + "; nothing was submitted, submit again once it is back")
     if to_enqueue:
         # Enqueued jobs may have moved on already (at once, when tasks run eagerly).
         infos = get_jobs(farm, [info.id for info in infos])
@@ -653,8 +860,8 @@ def _cached_artifact(
     ).first()
 
 
-def enqueue(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
-    """Send (job id, queue, task id) messages; on a broker failure, fail those jobs and say why."""
+def send(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
+    """Send (job id, queue, task id) messages; None when all went, else why the broker refused."""
     if not items:
         return None
     app = farm.app
@@ -675,31 +882,77 @@ def enqueue(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
     except Exception as exc:  # kombu raises many types for one cause: the broker is not there
         if app.conf.task_always_eager:
             raise
-        message = f"cannot reach the broker at {redact(farm.settings.broker_url)}: {exc}"
-        sent_ids = [job_id for job_id, _, _ in items]
-        with farm.session() as session:
-            session.execute(
-                update(m.Job)
-                .where(m.Job.id.in_(sent_ids), m.Job.state == m.JobState.QUEUED)
-                .values(
-                    state=m.JobState.FAILED,
-                    error_kind="enqueue_failed",
-                    error_message=message + "; run `orchestrate retry JOB` once it is back",
-                    finished_at=m.utcnow(),
-                )
+        detail = scrub(str(exc), farm.settings.broker_url)
+        return f"cannot reach the broker at {redact(farm.settings.broker_url)}: {detail}"
+
+
+def enqueue(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
+    """Send (job id, queue, task id) messages; on a broker failure, fail those jobs and say why."""
+    message = send(farm, items)
+    if message is None:
+        return None
+    sent_ids = [job_id for job_id, _, _ in items]
+    with farm.session() as session:
+        session.execute(
+            update(m.Job)
+            .where(m.Job.id.in_(sent_ids), m.Job.state == m.JobState.QUEUED)
+            .values(
+                state=m.JobState.FAILED,
+                error_kind="enqueue_failed",
+                error_message=message + "; run `orchestrate retry JOB` once it is back",
+                finished_at=m.utcnow(),
             )
-        return message
+        )
+    return message
+
+
+def _withdraw(farm: Farm, job_ids: Sequence[str], created_model_id: str | None) -> None:
+    """Undo a submission whose messages could not be sent: its jobs go, and so do the model
+    row and blob it stored, unless another job or artifact uses them by now."""
+    uri = None
+    with farm.session() as session:
+        # Only jobs nobody touched: a message that did go out may have been taken already.
+        session.execute(
+            delete(m.Job).where(
+                m.Job.id.in_(job_ids),
+                m.Job.state.in_([m.JobState.QUEUED, m.JobState.SUCCEEDED]),
+                m.Job.started_at.is_(None),
+            )
+        )
+        if created_model_id is not None:
+            in_use = session.scalar(
+                select(func.count()).select_from(m.Job).where(m.Job.model_id == created_model_id)
+            ) or session.scalar(
+                select(func.count())
+                .select_from(m.Artifact)
+                .where(m.Artifact.model_id == created_model_id)
+            )
+            row = session.get(m.Model, created_model_id)
+            if row is not None and not in_use:
+                uri = row.uri
+                session.delete(row)
+    if uri is not None:
+        from orchestrator.store import ArtifactStoreError
+
+        # The blob is named by its content; another model row holding it would be this one.
+        with contextlib.suppress(ArtifactStoreError, OSError):
+            farm.store.delete(uri)
 
 
 # ------------------------------------------------------------------------------------ queries
+_ID_PREFIX = re.compile(r"[0-9a-f]+")
+
+
 def _resolve_job(session: Session, ref: str) -> m.Job:
     ref = ref.strip().lower()
     job = session.get(m.Job, ref)
     if job is not None:
         return job
-    if len(ref) >= 6:
-        # Ids are long; people paste a prefix, as with git commits.
-        matches = list(session.scalars(select(m.Job).where(m.Job.id.startswith(ref)).limit(2)))
+    if len(ref) >= 6 and _ID_PREFIX.fullmatch(ref):
+        # Ids are long; people paste a prefix, as with git commits. Ids are hex, and the prefix
+        # is matched literally: LIKE's % and _ would otherwise match any job.
+        stmt = select(m.Job).where(m.Job.id.startswith(ref, autoescape=True)).limit(2)
+        matches = list(session.scalars(stmt))
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -712,8 +965,8 @@ def _resolve_artifact(session: Session, ref: str) -> m.Artifact:
     artifact = session.get(m.Artifact, ref)
     if artifact is not None:
         return artifact
-    if len(ref) >= 6:
-        stmt = select(m.Artifact).where(m.Artifact.id.startswith(ref)).limit(2)
+    if len(ref) >= 6 and _ID_PREFIX.fullmatch(ref):
+        stmt = select(m.Artifact).where(m.Artifact.id.startswith(ref, autoescape=True)).limit(2)
         matches = list(session.scalars(stmt).unique())
         if len(matches) == 1:
             return matches[0]
@@ -798,25 +1051,100 @@ def job_artifact(farm: Farm, job_ref: str) -> ArtifactInfo | None:
         return ArtifactInfo.of(job.artifact) if job.artifact is not None else None
 
 
-def download_artifact(farm: Farm, ref: str, dest: str | Path) -> Path:
-    """Copy an artifact's engine package to ``dest`` (a file, or a folder to put it in)."""
-    artifact = get_artifact(farm, ref)
+def download_file_name(artifact: ArtifactInfo) -> str:
+    """The file name a download into a folder gets: made only of safe characters, whatever
+    name the submitter chose (``../../x`` cannot leave the folder)."""
+    return (
+        f"{file_name_part(artifact.model_name)}.{file_name_part(artifact.target.replace('/', '.'))}"
+        ".engine.pt2"
+    )
+
+
+def download_artifact(farm: Farm, ref: str, dest: str | Path, *, overwrite: bool = False) -> Path:
+    """Copy an artifact's engine package to ``dest`` (a file, or a folder to put it in).
+
+    The download is checked against the sha256 and size the database recorded, written to a
+    temporary file in the same folder and renamed into place. ``dest`` must be a regular file
+    or not exist; an existing file is replaced only with ``overwrite``."""
+    from orchestrator.store import ArtifactCorruptError, ArtifactStoreError, DestinationError
+
     with farm.session() as session:
-        uri = _resolve_artifact(session, artifact.id).uri
+        row = _resolve_artifact(session, ref)
+        artifact = ArtifactInfo.of(row)
+        uri = row.uri
     target = Path(dest)
     if target.is_dir():
-        target = target / f"{artifact.model_name}.{artifact.target.replace('/', '.')}.engine.pt2"
-    from orchestrator.store import ArtifactCorruptError, ArtifactStoreError
-
+        folder = target
+        target = folder / download_file_name(artifact)
+        if target.parent != folder:  # pragma: no cover - download_file_name has no separators
+            raise InvalidRequestError(f"refusing to write outside {folder}")
+    elif not target.parent.is_dir():
+        raise InvalidRequestError(f"cannot write {target}: the folder {target.parent} does not exist")
     try:
-        farm.store.get_file(uri, target, expected_sha256=artifact.sha256)
+        farm.store.get_file(
+            uri,
+            target,
+            expected_sha256=artifact.sha256,
+            overwrite=overwrite,
+            expected_size=artifact.size_bytes,
+        )
+    except DestinationError as exc:
+        raise InvalidRequestError(str(exc)) from None
     except ArtifactCorruptError as exc:
-        raise FarmError(str(exc)) from None
-    except (ArtifactStoreError, OSError) as exc:
+        raise FarmError(f"artifact {artifact.id}: {exc}") from None
+    except ArtifactStoreError as exc:
         raise UnreachableError(
             f"cannot read artifact {artifact.id} from {redact(farm.settings.artifact_store)}: {exc}"
         ) from None
+    except OSError as exc:
+        # The store's own failures are ArtifactStoreErrors: this one is about the local path.
+        raise InvalidRequestError(f"cannot write {target}: {exc.strerror or exc}") from None
     return target
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """One stored object re-hashed against its database row; ``problem`` is None when intact."""
+
+    kind: str  # "artifact" or "model"
+    id: str
+    uri: str
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def verify_objects(farm: Farm, refs: Sequence[str] = (), *, everything: bool = False) -> list[VerifyResult]:
+    """Re-hash the store objects of the given artifacts (or, with ``everything``, of every
+    artifact and model) against the sha256 and size the database recorded."""
+    from orchestrator.store import ArtifactStoreError
+
+    if not refs and not everything:
+        raise InvalidRequestError("name the artifacts to verify, or pass --all")
+    with farm.session() as session:
+        if everything:
+            artifacts = list(session.scalars(select(m.Artifact).order_by(m.Artifact.created_at)).unique())
+            model_rows = list(session.scalars(select(m.Model)))
+        else:
+            artifacts = [_resolve_artifact(session, ref) for ref in refs]
+            model_rows = []
+        work = [("artifact", a.id, a.uri, a.sha256, a.size_bytes) for a in artifacts]
+        work += [("model", r.id, r.uri, r.sha256, r.size_bytes) for r in model_rows]
+    found = []
+    for kind, row_id, uri, sha, size in work:
+        try:
+            problem = farm.store.verify(uri, sha, size)
+        except ArtifactStoreError as exc:
+            raise UnreachableError(
+                f"cannot read {kind} {row_id} from {redact(farm.settings.artifact_store)}: {exc}"
+            ) from None
+        found.append(VerifyResult(kind, row_id, redact(uri), problem))
+    return found
 
 
 def results(farm: Farm, ref: str) -> list[ValidationInfo]:
@@ -897,6 +1225,30 @@ def retry(farm: Farm, ref: str) -> JobInfo:
 ProgressCallback = Callable[[JobInfo], None]
 
 
+# How often a wait without a timeout asks whether a live worker still serves the job's queue.
+NO_WORKER_CHECK_INTERVAL = 5.0
+
+
+class NoWorkerError(FarmError):
+    """A wait without a timeout on a queued job that no live worker serves: it would never end."""
+
+    exit_code = EXIT_UNREACHABLE
+
+    def __init__(self, job: JobInfo) -> None:
+        self.job = job
+        super().__init__(
+            f"job {job.id} is queued and no live worker serves {job.queue}, so waiting would "
+            f"never end; start one (`orchestrate worker --arch {job.arch}"
+            + (f" --device-class {job.device_class}" if job.device_class else "")
+            + "` on a matching machine) or wait with --timeout"
+        )
+
+
+def check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (math.isnan(timeout) or timeout < 0):
+        raise InvalidRequestError(f"a timeout is a number of seconds >= 0, not {timeout:g}")
+
+
 def wait(
     farm: Farm,
     ref: str,
@@ -905,10 +1257,15 @@ def wait(
     poll_interval: float = 0.25,
     on_change: ProgressCallback | None = None,
 ) -> JobInfo:
-    """Poll until the job is final; ``on_change`` sees every new (state, phase)."""
+    """Poll until the job is final; ``on_change`` sees every new (state, phase).
+
+    Without a timeout, a queued job that no live worker serves ends the wait with
+    :class:`NoWorkerError` instead of waiting forever."""
+    check_timeout(timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
     job = get_job(farm, ref)
     seen: tuple[str, str | None] | None = None
+    next_worker_check = time.monotonic()
     while True:
         if on_change is not None and (job.state, job.phase) != seen:
             seen = (job.state, job.phase)
@@ -917,8 +1274,22 @@ def wait(
             return job
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeoutError(job, timeout or 0.0)
+        queued = job.state == m.JobState.QUEUED.value
+        if deadline is None and queued and time.monotonic() >= next_worker_check:
+            next_worker_check = time.monotonic() + NO_WORKER_CHECK_INTERVAL
+            if not _queue_is_served(farm, job.queue):
+                # Read again: a worker may have taken the job just before it stopped.
+                job = get_job(farm, job.id)
+                if job.state == m.JobState.QUEUED.value:
+                    raise NoWorkerError(job)
+                continue
         time.sleep(poll_interval)
         job = get_job(farm, job.id)
+
+
+def _queue_is_served(farm: Farm, queue: str) -> bool:
+    with farm.session() as session:
+        return any(queue in (w.queues or []) for w in _live_workers(session, m.utcnow()))
 
 
 def raise_for_outcome(job: JobInfo) -> JobInfo:
@@ -930,6 +1301,7 @@ def raise_for_outcome(job: JobInfo) -> JobInfo:
 
 
 def db_error(settings: Settings, exc: SQLAlchemyError) -> UnreachableError:
-    if isinstance(exc, DBOperationalError):
+    if isinstance(exc, DBOperationalError | DBProgrammingError):
         return UnreachableError(_db_problem(settings, exc))
-    return UnreachableError(f"database error at {redact(settings.database_url)}: {exc}")
+    detail = scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, settings.database_url)
+    return UnreachableError(f"database error at {redact(settings.database_url)}: {detail}")

@@ -30,7 +30,9 @@ __all__ = [
     "default_home",
     "get_settings",
     "load_settings",
+    "quote_userinfo",
     "redact",
+    "scrub",
 ]
 
 ENV_PREFIX = "ORCHESTRATE_"
@@ -39,7 +41,7 @@ GIB = 1024**3
 
 # Keys that may appear in orchestrate.toml, each also settable as ORCHESTRATE_<KEY>.
 _URL_KEYS = ("database_url", "broker_url", "result_backend", "artifact_store")
-_LIMIT_KEYS = ("soft_time_limit", "hard_time_limit", "max_model_bytes")
+_LIMIT_KEYS = ("soft_time_limit", "hard_time_limit", "max_model_bytes", "max_spec_bytes")
 _FILE_KEYS = frozenset(("home", *_URL_KEYS, *_LIMIT_KEYS))
 
 # Query parameters whose values are credentials in the URL forms we accept (S3, Redis, SQL).
@@ -69,7 +71,9 @@ class Settings(BaseModel):
     # A compile gets the soft limit to clean up (SoftTimeLimitExceeded) before the hard kill.
     soft_time_limit: float = Field(default=1800.0, gt=0)
     hard_time_limit: float = Field(default=2100.0, gt=0)
+    # Both limits are exclusive: a model (spec) must be smaller than max_model_bytes (max_spec_bytes).
     max_model_bytes: int = Field(default=2 * GIB, gt=0)
+    max_spec_bytes: int = Field(default=1024**2, gt=0)
     config_file: Path | None = None
 
     @model_validator(mode="after")
@@ -114,6 +118,7 @@ class Settings(BaseModel):
             "soft_time_limit": f"{self.soft_time_limit:g} s",
             "hard_time_limit": f"{self.hard_time_limit:g} s",
             "max_model_bytes": str(self.max_model_bytes),
+            "max_spec_bytes": str(self.max_spec_bytes),
         }
 
 
@@ -249,3 +254,51 @@ def redact(url: str) -> str:
     if parts.fragment:
         rebuilt += f"#{parts.fragment}"
     return rebuilt
+
+
+def _authority(url: str) -> tuple[str, str, str] | None:
+    """(scheme://, authority, rest) of a URL with a network location, else None."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or rest.startswith("/"):
+        return None
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    return scheme + sep, rest[:end], rest[end:]
+
+
+def quote_userinfo(url: str) -> str:
+    """``url`` with every ``@`` of its user and password percent-encoded, so that the last
+    ``@`` is the one that ends them (``postgresql://u:p@ss@host/db``). Parsers disagree about
+    such a URL; SQLAlchemy's took ``ss@host`` for the host and printed it in its errors."""
+    parts = _authority(url)
+    if parts is None or parts[1].count("@") < 2:
+        return url
+    head, authority, tail = parts
+    userinfo, _, hostport = authority.rpartition("@")
+    return f"{head}{userinfo.replace('@', '%40')}@{hostport}{tail}"
+
+
+def _passwords(url: str) -> list[str]:
+    parts = _authority(url)
+    if parts is None or "@" not in parts[1]:
+        return []
+    userinfo = parts[1].rpartition("@")[0]
+    user, has_password, password = userinfo.partition(":")
+    secret = password if has_password else (user if url.startswith("s3") else "")
+    if not secret:
+        return []
+    from urllib.parse import unquote
+
+    found = {secret, unquote(secret)}
+    # Pieces too: a parser that split the password at an '@' may print the rest as a host name.
+    for candidate in list(found):
+        found.update(piece for piece in candidate.split("@") if len(piece) >= 3)
+    return sorted(found, key=len, reverse=True)
+
+
+def scrub(text: str, *urls: str) -> str:
+    """``text`` (an error message from a driver) with every password of ``urls``, and every
+    URL that appears in it, masked."""
+    for url in urls:
+        for secret in _passwords(url):
+            text = text.replace(secret, _MASK)
+    return text

@@ -9,11 +9,13 @@ only once it is complete.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import io
 import os
 import re
+import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ __all__ = [
     "ArtifactStore",
     "ArtifactStoreError",
     "ArtifactStoreUnavailableError",
+    "DestinationError",
     "StoredObject",
     "get_artifact_store",
     "sha256_file",
@@ -124,6 +127,46 @@ class ArtifactStore:
         self._is_local = isinstance(self.fs, LocalFileSystem)
         if self._is_local:
             Path(self.root).mkdir(parents=True, exist_ok=True)
+            self.remove_crashed_uploads()
+
+    def remove_crashed_uploads(self) -> int:
+        """Delete the ``tmp/*.part`` files of uploads whose process died (no one holds their
+        lock); runs whenever a process opens a local store. Returns how many went."""
+        if not self._is_local:
+            return 0
+        removed = 0
+        for part in Path(self.root, "tmp").glob("*.part"):
+            try:
+                fd = os.open(part, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # an upload in progress
+            else:
+                part.unlink(missing_ok=True)
+                removed += 1
+            finally:
+                os.close(fd)
+        return removed
+
+    def verify(self, uri_or_sha: str, expected_sha256: str, expected_size: int | None = None) -> str | None:
+        """Re-hash a stored object: None when it matches, else what is wrong with it."""
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with self.open(uri_or_sha) as source:
+                for chunk in self._chunks(source):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except ArtifactNotFoundError:
+            return "missing from the store"
+        if expected_size is not None and size != expected_size:
+            return f"{size} bytes, {expected_size} recorded"
+        if digest.hexdigest() != expected_sha256:
+            return f"sha256 {digest.hexdigest()}, {expected_sha256} recorded"
+        return None
 
     def __repr__(self) -> str:
         return f"ArtifactStore({redact(self.url)!r})"
@@ -178,6 +221,9 @@ class ArtifactStore:
             else:
                 target = f"{self.root}/tmp/{uuid.uuid4().hex}.part"
                 self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+            # A local upload holds a lock on its temporary file until it has its final name,
+            # so that sweeping the leftovers of crashed uploads never takes a live one.
+            lock = _lock_part(target) if self._is_local else None
             try:
                 digest, written = self._copy_into(stream, target)
                 if digest != expected:
@@ -191,6 +237,9 @@ class ArtifactStore:
             except BaseException:
                 _remove_quietly(self.fs, target)
                 raise
+            finally:
+                if lock is not None:
+                    os.close(lock)
         except ArtifactStoreError:
             raise
         except _TRANSIENT as exc:
@@ -250,28 +299,47 @@ class ArtifactStore:
         uri_or_sha: str,
         dest: str | os.PathLike[str],
         expected_sha256: str | None = None,
+        *,
+        overwrite: bool = True,
+        expected_size: int | None = None,
     ) -> Path:
         """Download to ``dest``, verified against ``expected_sha256`` (default: the object's name).
 
-        On a mismatch no file is left at ``dest`` and :class:`ArtifactCorruptError` is raised.
+        The bytes go to a new temporary file next to ``dest``, are flushed to disk, checked, and
+        only then renamed to ``dest``: a reader never sees half a file, and on a mismatch
+        (:class:`ArtifactCorruptError`) nothing is left. ``dest`` must be a regular file or
+        not exist (:class:`DestinationError` otherwise, and when it exists and not
+        ``overwrite``). More than ``expected_size`` bytes is a mismatch found while reading.
         """
         _, _, implied = self._resolve(uri_or_sha)
         expected = _expected_hash(uri_or_sha, expected_sha256, implied)
         dest_path = Path(dest)
+        check_destination(dest_path, overwrite=overwrite)
         dest_path.parent.mkdir(parents=True, exist_ok=True)
         part = dest_path.with_name(f".{dest_path.name}.{uuid.uuid4().hex}.part")
+        # O_EXCL|O_NOFOLLOW: the temporary name is ours alone, whatever else is in the folder.
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
         try:
             digest = hashlib.sha256()
-            with self.open(uri_or_sha) as source, open(part, "wb") as out:
+            size = 0
+            with open(fd, "wb", closefd=True) as out, self.open(uri_or_sha) as source:
                 for chunk in self._chunks(source):
+                    size += len(chunk)
+                    if expected_size is not None and size > expected_size:
+                        raise ArtifactCorruptError(
+                            f"{redact(uri_or_sha)} holds more than the {expected_size} bytes "
+                            "recorded for it: the stored object was altered; rebuild or re-upload it"
+                        )
                     digest.update(chunk)
                     out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
             if digest.hexdigest() != expected:
                 raise ArtifactCorruptError(
                     f"{redact(uri_or_sha)} has sha256 {digest.hexdigest()}, expected {expected}: "
                     "the stored object was altered or truncated; rebuild or re-upload it"
                 )
-            os.replace(part, dest_path)
+            _publish(part, dest_path, overwrite=overwrite)
         finally:
             part.unlink(missing_ok=True)
         return dest_path
@@ -319,6 +387,55 @@ class ArtifactStore:
             raise ArtifactStoreUnavailableError(
                 f"artifact store {redact(self.url)} is unavailable: {exc}"
             ) from exc
+
+
+class DestinationError(ValueError):
+    """A download's destination is not a regular file, or exists and may not be overwritten."""
+
+
+def check_destination(path: Path, *, overwrite: bool) -> None:
+    """Refuse to write a download at ``path`` unless it is absent or a regular file (and then
+    only with ``overwrite``): a device, pipe, socket, folder or symbolic link is never replaced."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise DestinationError(
+            f"{path} is a symbolic link; downloads replace no links: give the path it points to"
+        )
+    if stat.S_ISDIR(info.st_mode):
+        raise DestinationError(f"{path} is a folder")
+    if not stat.S_ISREG(info.st_mode):
+        raise DestinationError(
+            f"{path} is not a regular file (a device, pipe or socket); downloads are written "
+            "only to regular files"
+        )
+    if not overwrite:
+        raise DestinationError(f"{path} already exists; pass --force to overwrite it")
+
+
+def _lock_part(path: str) -> int:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _publish(part: Path, dest: Path, *, overwrite: bool) -> None:
+    """Give the finished ``part`` the name ``dest``, atomically; without ``overwrite``, a file
+    that appeared at ``dest`` meanwhile is kept (a hard link never replaces anything)."""
+    if overwrite:
+        check_destination(dest, overwrite=True)
+        os.replace(part, dest)
+        return
+    try:
+        os.link(part, dest)
+    except FileExistsError:
+        raise DestinationError(f"{dest} already exists; pass --force to overwrite it") from None
+    except OSError:
+        # A filesystem without hard links: check, then rename (a narrow race, not a silent one).
+        check_destination(dest, overwrite=False)
+        os.replace(part, dest)
 
 
 def _expected_hash(uri_or_sha: str, given: str | None, implied: str | None) -> str:

@@ -22,7 +22,7 @@ from torch import fx
 from torch.utils import _pytree as pytree
 
 from compiler.backends import EngineMeta, get_backend
-from compiler.errors import InvalidModelError
+from compiler.errors import CompilerError, InvalidModelError, UnsafeModelError
 from compiler.frontend import (
     DEFAULT_MAX_BYTES,
     TORCH_LOAD_LOCK,
@@ -123,25 +123,58 @@ def _dynamic_dims(gm: fx.GraphModule, signature: list[InputInfo]) -> list[Any]:
     return result
 
 
-def load(source: str | Path | bytes, max_bytes: int | None = None) -> CompiledModule:
-    data = _read_limited(source, max_bytes or DEFAULT_MAX_BYTES)
-    cleaned, extras = sanitize_archive(data, keep_prefix=(f"extra/{_PREFIX}", _PREFIX))
+def _read_manifest(extras: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, tuple[EngineMeta, bytes]]]:
+    """The manifest and the engines it lists, each checked against its sha256. Anything
+    malformed (JSON, missing keys, wrong types) is an EngineIntegrityError: the manifest is ours,
+    so a bad one was altered."""
     manifest_bytes = extras.get(f"extra/{_PREFIX}manifest.json")
     if manifest_bytes is None:
         raise InvalidModelError("not a compiled program: extra/orchestrate/manifest.json is missing (compile it first)")
-    info = json.loads(manifest_bytes)
-    if info.get("format") != FORMAT_VERSION:
-        raise InvalidModelError(f"compiled-program format {info.get('format')} is not supported (expected {FORMAT_VERSION})")
-    engines: dict[str, tuple[EngineMeta, bytes]] = {}
-    for entry in info["engines"]:
-        meta = EngineMeta.from_dict(entry)
-        engine = extras.get(f"{_PREFIX}engines/{meta.engine_id}.bin")
-        if engine is None:
-            raise EngineIntegrityError(f"engine {meta.engine_id[:12]} is missing from the archive")
-        digest = hashlib.sha256(engine).hexdigest()
-        if digest != entry["sha256"] or digest != meta.engine_id:
-            raise EngineIntegrityError(f"engine {meta.engine_id[:12]} does not match its sha256; the file is damaged")
-        engines[meta.engine_id] = (meta, engine)
+    try:
+        info = json.loads(manifest_bytes)
+        if not isinstance(info, dict):
+            raise TypeError("the manifest is not a JSON object")
+        if info.get("format") != FORMAT_VERSION:
+            raise InvalidModelError(f"compiled-program format {info.get('format')} is not supported (expected {FORMAT_VERSION})")
+        engines: dict[str, tuple[EngineMeta, bytes]] = {}
+        for entry in info["engines"]:
+            meta = EngineMeta.from_dict(entry)
+            engine = extras.get(f"{_PREFIX}engines/{meta.engine_id}.bin")
+            if engine is None:
+                raise EngineIntegrityError(f"engine {meta.engine_id[:12]} is missing from the archive")
+            digest = hashlib.sha256(engine).hexdigest()
+            if digest != entry["sha256"] or digest != meta.engine_id:
+                raise EngineIntegrityError(f"engine {meta.engine_id[:12]} does not match its sha256; the file is damaged")
+            engines[meta.engine_id] = (meta, engine)
+        for key in ("inputs", "spec", "report"):
+            if key not in info:
+                raise KeyError(key)
+    except InvalidModelError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EngineIntegrityError(
+            f"the engine package's manifest is damaged ({type(exc).__name__}: {exc}); the file was altered"
+        ) from None
+    return info, engines
+
+
+def load(source: str | Path | bytes, max_bytes: int | None = None) -> CompiledModule:
+    limit = max_bytes or DEFAULT_MAX_BYTES
+    data = _read_limited(source, limit)
+    try:
+        cleaned, extras = sanitize_archive(data, keep_prefix=(f"extra/{_PREFIX}", _PREFIX), max_inflated_bytes=limit)
+    except UnsafeModelError:
+        raise
+    except InvalidModelError as exc:
+        # A bad CRC or a cut-off member in an engine package means it was altered or damaged.
+        raise EngineIntegrityError(f"the engine package is damaged: {exc}") from None
+    info, engines = _read_manifest(extras)
+    try:
+        signature = [InputInfo.from_dict(i) for i in info["inputs"]]
+        spec = CompileSpec.parse(info["spec"], "manifest spec")
+        report = CompileReport.from_dict(info["report"])
+    except (CompilerError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EngineIntegrityError(f"the engine package's manifest is damaged ({type(exc).__name__}: {exc})") from None
     acquired: list[str] = []
     try:
         for meta, engine in engines.values():
@@ -156,14 +189,13 @@ def load(source: str | Path | bytes, max_bytes: int | None = None) -> CompiledMo
         with TORCH_LOAD_LOCK:
             program = torch.export.load(io.BytesIO(cleaned))
     except Exception as exc:  # torch raises many exception types for a malformed archive
-        raise InvalidModelError(f"the program in the archive cannot be read: {type(exc).__name__}: {exc}") from None
+        for engine_id in acquired:
+            release_engine(engine_id)
+        raise EngineIntegrityError(f"the program in the engine package cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     gm = program.module()
     assert isinstance(gm, fx.GraphModule)
     for node in list(gm.graph.nodes):
         if node.op == "call_module" and str(node.target) == "_guards_fn" and not node.users:
             gm.graph.erase_node(node)
     gm.recompile()
-    signature = [InputInfo.from_dict(i) for i in info["inputs"]]
-    spec = CompileSpec.parse(info["spec"], "manifest spec")
-    report = CompileReport.from_dict(info["report"])
     return CompiledModule(gm, signature, spec, engines, report)

@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _exit_code_for(exc: BaseException) -> tuple[int, str] | None:
     """Map an exception to (exit code, message) for the errors a user can meet; else None."""
     from orchestrator.services import EXIT_UNREACHABLE, EXIT_USAGE, FarmError
-    from orchestrator.settings import SettingsError, redact
+    from orchestrator.settings import SettingsError, redact, scrub
 
     if isinstance(exc, FarmError):
         return exc.exit_code, str(exc)
@@ -50,12 +50,15 @@ def _exit_code_for(exc: BaseException) -> tuple[int, str] | None:
     if db is not None and isinstance(exc, db.SchemaOutOfDateError):
         return EXIT_UNREACHABLE, str(exc)
     sa_exc = sys.modules.get("sqlalchemy.exc")
-    if sa_exc is not None and isinstance(exc, sa_exc.OperationalError):
-        detail = str(exc.orig or exc).splitlines()[0]
-        return EXIT_UNREACHABLE, f"the database is unreachable: {redact(detail)}"
+    if db is not None and sa_exc is not None and (
+        isinstance(exc, sa_exc.OperationalError)
+        or (isinstance(exc, sa_exc.ProgrammingError) and db.is_missing_schema(exc))
+    ):
+        return EXIT_UNREACHABLE, db.describe_error(_configured("database_url"), exc)
     kombu_exc = sys.modules.get("kombu.exceptions")
     if kombu_exc is not None and isinstance(exc, kombu_exc.OperationalError):
-        return EXIT_UNREACHABLE, f"the broker is unreachable: {redact(str(exc))}"
+        broker = _configured("broker_url")
+        return EXIT_UNREACHABLE, f"the broker is unreachable: {scrub(redact(str(exc)), broker)}"
     store = sys.modules.get("orchestrator.store")
     if store is not None and isinstance(exc, store.ArtifactStoreUnavailableError):
         return EXIT_UNREACHABLE, str(exc)
@@ -65,6 +68,16 @@ def _exit_code_for(exc: BaseException) -> tuple[int, str] | None:
     if compiler_errors is not None and isinstance(exc, compiler_errors.CompilerError):
         return EXIT_USAGE, f"{exc.kind}: {exc}"
     return None
+
+
+def _configured(key: str) -> str:
+    """A URL from the settings, for masking its password in a message ("" when unreadable)."""
+    from orchestrator.settings import SettingsError, get_settings
+
+    try:
+        return str(getattr(get_settings(), key))
+    except SettingsError:
+        return ""
 
 
 class OrchestrateGroup(click.Group):

@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from orchestrator.untrusted import printable
+
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from orchestrator.client import Client
     from orchestrator.services import Farm
@@ -106,6 +109,24 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
+def styled(text: str, style: str = "") -> Text:
+    """A table cell or line part in ``style``; ``text`` is shown as it is (no markup), with
+    control characters escaped."""
+    from rich.text import Text
+
+    return Text(printable(text), style=style)
+
+
+def _cell(value: Any) -> Text:
+    # Every cell is plain text: names and messages come from other people, and rich markup or
+    # terminal escapes in them must show as typed, not act on the reader's terminal.
+    from rich.text import Text
+
+    if isinstance(value, Text):
+        return value
+    return styled("-" if value is None or value == "" else str(value))
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     from rich.table import Table
 
@@ -114,7 +135,7 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
         # The first column is an id or a name: never wrapped, so it can be copied whole.
         grid.add_column(column, overflow="fold", no_wrap=index == 0)
     for row in rows:
-        grid.add_row(*("-" if cell is None else str(cell) for cell in row))
+        grid.add_row(*(_cell(cell) for cell in row))
     console().print(grid)
 
 
@@ -125,7 +146,7 @@ def key_values(title: str, items: Iterable[tuple[str, Any]]) -> None:
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     for key, value in items:
-        grid.add_row(key, "-" if value is None or value == "" else str(value))
+        grid.add_row(key, _cell(value))
     console().print(grid)
 
 
@@ -138,16 +159,17 @@ STATE_STYLES = {
 }
 
 
-def styled_state(value: str) -> str:
-    style = STATE_STYLES.get(value)
-    return f"[{style}]{value}[/{style}]" if style else value
+def styled_state(value: str) -> Text:
+    return styled(value, STATE_STYLES.get(value, ""))
 
 
 def warn(message: str) -> None:
-    console(stderr=True).print(f"[yellow]warning:[/yellow] {message}")
+    from rich.text import Text
+
+    console(stderr=True).print(Text.assemble(("warning:", "yellow"), " ", printable(message)))
 
 
 def fail(message: str, code: int) -> click.exceptions.Exit:
     """Print ``message`` as an error and return the exit to raise."""
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {printable(message, keep_newlines=True)}", err=True)
     return click.exceptions.Exit(code)

@@ -14,9 +14,11 @@ from orchestrator.cli._common import (
     print_json,
     seconds,
     short,
+    styled,
     styled_state,
     table,
 )
+from orchestrator.untrusted import printable
 
 if TYPE_CHECKING:
     from orchestrator.services import Farm, JobInfo
@@ -59,7 +61,9 @@ def print_job(job: JobInfo) -> None:
         ("finished", job.finished_at),
     ]
     if job.error_kind or job.error_message:
-        items.append(("error", f"[red]{job.error_kind}[/red]: {job.error_message}"))
+        items.append(
+            ("error", styled(job.error_kind or "error", "red") + f": {printable(job.error_message or '')}")
+        )
     if job.phase_timings:
         items.append(
             ("timings", ", ".join(f"{k} {seconds(v)}" for k, v in job.phase_timings.items()))
@@ -76,14 +80,15 @@ class PhasePrinter:
 
     def __call__(self, job: JobInfo) -> None:
         elapsed = time.monotonic() - self.start
-        what = styled_state(job.state)
+        line = styled(f"{elapsed:7.2f}s", "dim") + f" {short(job.id)} {printable(job.target):<14} "
+        line += styled_state(job.state)
         if job.state == "running" and job.phase:
-            what += f" [bold]{job.phase}[/bold]"
+            line += styled(" ") + styled(job.phase, "bold")
         if job.state == "failed":
-            what += f": {job.error_kind}: {job.error_message}"
+            line += printable(f": {job.error_kind}: {job.error_message}")
         if job.cached:
-            what += " (cached)"
-        self.out.print(f"[dim]{elapsed:7.2f}s[/dim] {short(job.id)} {job.target:<14} {what}")
+            line += " (cached)"
+        self.out.print(line)
 
 
 def follow(farm: Farm, jobs: Sequence[JobInfo], timeout: float | None) -> list[JobInfo]:

@@ -1,4 +1,4 @@
-"""``orchestrate artifacts list|show|get``: built engines and where they came from."""
+"""``orchestrate artifacts list|show|get|verify``: built engines and where they came from."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from orchestrator.cli._common import (
     print_json,
     short,
     state,
+    styled,
     table,
 )
 
 
 @click.group("artifacts")
 def artifacts_group() -> None:
-    """Engine artifacts: list them, show one, download one."""
+    """Engine artifacts: list them, show one, download one, verify what the store holds."""
 
 
 @artifacts_group.command("list")
@@ -118,13 +119,55 @@ def show_command(artifact_id: str, as_json: bool) -> None:
     show_default=True,
     help="File to write, or a folder to write into.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite an existing file and skip the can-it-run-here check.",
+)
 @json_option
-def get_command(artifact_id: str, output: Path, as_json: bool) -> None:
-    """Download an artifact's engine package, verified against its sha256."""
+def get_command(artifact_id: str, output: Path, force: bool, as_json: bool) -> None:
+    """Download an artifact's engine package, verified against its sha256.
+
+    Only a regular file is ever written (never a device, pipe or link), through a temporary
+    file in the same folder that is renamed into place once its sha256 matches; an existing
+    file is kept unless --force.
+    """
     from orchestrator import services
 
-    path = services.download_artifact(state().get_farm(), artifact_id, output)
+    path = services.download_artifact(state().get_farm(), artifact_id, output, overwrite=force)
     if as_json:
         print_json({"artifact_id": artifact_id, "path": str(path)})
     else:
         click.echo(str(path))
+
+
+@artifacts_group.command("verify")
+@click.argument("artifact_ids", metavar="[ID]...", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every artifact and model the database records.")
+@json_option
+def verify_command(artifact_ids: tuple[str, ...], everything: bool, as_json: bool) -> None:
+    """Re-hash stored objects against the sha256 and size the database recorded.
+
+    Exit 0 when every object is intact, 1 when one is missing or altered.
+    """
+    from orchestrator import services
+
+    checked = services.verify_objects(state().get_farm(), artifact_ids, everything=everything)
+    if as_json:
+        print_json([result.to_dict() for result in checked])
+    else:
+        table(
+            f"{len(checked)} object(s) verified",
+            ["id", "kind", "state", "uri"],
+            [
+                (
+                    short(r.id),
+                    r.kind,
+                    styled("ok", "green") if r.ok else styled(f"BAD: {r.problem}", "red"),
+                    r.uri,
+                )
+                for r in checked
+            ],
+        )
+    if not all(result.ok for result in checked):
+        raise click.exceptions.Exit(1)

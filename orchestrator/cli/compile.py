@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from orchestrator.cli._common import BackendChoice, console, json_option, print_json, seconds, table
+from orchestrator.cli._common import (
+    BackendChoice,
+    console,
+    json_option,
+    print_json,
+    seconds,
+    styled,
+    table,
+)
 
 
 def _spec(spec_file: Path | None, overrides: dict[str, Any], partitioning: dict[str, Any]) -> Any:
@@ -135,6 +143,6 @@ def compile_command(
                 ["output", "metric", "value", "threshold", "passed"],
                 [(r.output, r.metric, f"{r.value:.3g}", f"{r.threshold:.3g}" if r.threshold is not None else "-", "yes" if r.passed else "NO") for r in results],
             )
-        console().print(f"engine package: [bold]{output}[/bold]")
+        console().print(styled("engine package: ") + styled(str(output), "bold"))
     if not passed:
         raise click.exceptions.Exit(1)

@@ -6,7 +6,11 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator import db as database
+from orchestrator.cli._common import fail
 from orchestrator.settings import SettingsError, get_settings, redact
+
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
 
 
 def _url(url: str | None) -> str:
@@ -15,15 +19,14 @@ def _url(url: str | None) -> str:
     try:
         return get_settings().database_url
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise fail(str(exc), EXIT_USAGE) from None
 
 
-def _unreachable(url: str, exc: Exception) -> click.ClickException:
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    return click.ClickException(
-        f"cannot use the database at {redact(url)}: {detail}; check ORCHESTRATE_DATABASE_URL "
-        "and that the server is running"
-    )
+def _unreachable(url: str, exc: Exception) -> click.exceptions.Exit:
+    """A bad URL is bad usage (exit 2); a server that cannot be used is infrastructure (exit 3)."""
+    if isinstance(exc, database.DatabaseURLError):
+        return fail(str(exc), EXIT_USAGE)
+    return fail(database.describe_error(url, exc), EXIT_UNREACHABLE)
 
 
 @click.group("db")

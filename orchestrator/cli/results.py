@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli._common import json_option, print_json, short, state, table
+from orchestrator.cli._common import json_option, print_json, short, state, styled, table
 
 
 @click.command("results")
@@ -30,7 +30,7 @@ def results_command(ref: str, as_json: bool) -> None:
                 row.metric,
                 f"{row.value:.3g}",
                 "-" if row.threshold is None else f"{row.threshold:.3g}",
-                "[green]yes[/green]" if row.passed else "[red]no[/red]",
+                styled("yes", "green") if row.passed else styled("no", "red"),
             )
             for row in rows
         ],

@@ -26,9 +26,13 @@ from orchestrator.cli._jobs import exit_with_job_states, follow, print_jobs
 @click.option(
     "--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), help="Overrides the spec."
 )
-@click.option("--name", help="Model name shown in listings (default: the file name).")
+@click.option(
+    "--name",
+    help="Model name shown in listings (default: the file name). No '/', '\\', ':', control "
+    "characters or leading '.'; a model already stored keeps its first name.",
+)
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the builds, showing each phase.")
-@click.option("--timeout", type=float, help="With --wait: give up after this many seconds (exit 4).")
+@click.option("--timeout", type=click.FloatRange(min=0), help="With --wait: give up after this many seconds (exit 4).")
 @json_option
 def submit_command(
     model: str,
@@ -52,8 +56,10 @@ def submit_command(
     from orchestrator.client import _local_arch
 
     targets = services.resolve_targets(list(archs) or [_local_arch()], device_class)
-    spec = services.resolve_spec(spec_file, backend=backend, precision=precision)
     farm = state().get_farm()
+    spec = services.resolve_spec(
+        spec_file, backend=backend, precision=precision, max_bytes=farm.settings.max_spec_bytes
+    )
     submission = services.submit(farm, model, targets, spec, name=name)
     for message in submission.warnings:
         warn(message)

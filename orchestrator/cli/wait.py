@@ -10,7 +10,7 @@ from orchestrator.cli._jobs import follow, report_job
 
 @click.command("wait")
 @click.argument("job_id", metavar="JOB")
-@click.option("--timeout", type=float, help="Give up after this many seconds (exit 4).")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds (exit 4).")
 @json_option
 def wait_command(job_id: str, timeout: float | None, as_json: bool) -> None:
     """Wait for JOB, printing each phase as it starts.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli._common import json_option, print_json, state, table
+from orchestrator.cli._common import json_option, print_json, state, styled, table
 
 
 @click.command("workers")
@@ -27,9 +27,9 @@ def workers_command(include_offline: bool, as_json: bool) -> None:
                 ", ".join(w.queues),
                 (w.capabilities.get("gpu") or {}).get("name", "-"),
                 ", ".join(f"{k} {v}" for k, v in (w.capabilities.get("backends") or {}).items()),
-                "[green]live[/green]" if w.live else f"[dim]{w.state} (silent)[/dim]"
+                styled("live", "green") if w.live else styled(f"{w.state} (silent)", "dim")
                 if w.state == "online"
-                else f"[dim]{w.state}[/dim]",
+                else styled(w.state, "dim"),
                 (w.last_heartbeat or "")[:19].replace("T", " "),
             )
             for w in workers

@@ -51,9 +51,9 @@ def test_submit_queues_and_prints_a_json_job(farm, tiny_model):
 
 def test_submit_fans_out_over_several_arches(farm, tiny_model):
     result = run(farm, "submit", str(tiny_model), "--arch", "x86_64", "--arch", "aarch64",
-                 "--precision", "fp16", "--json")
+                 "--precision", "int8", "--json")
     jobs = json.loads(result.stdout)["jobs"]
-    assert [(j["arch"], j["precision"]) for j in jobs] == [("x86_64", "fp16"), ("aarch64", "fp16")]
+    assert [(j["arch"], j["precision"]) for j in jobs] == [("x86_64", "int8"), ("aarch64", "int8")]
 
 
 def test_missing_model_file_exits_2_without_a_traceback(farm, tmp_path):

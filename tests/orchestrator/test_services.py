@@ -162,7 +162,7 @@ def test_wait_times_out_on_a_job_nobody_builds(farm, tiny_model):
     assert [j.state for j in seen] == ["queued"]
 
 
-def test_unreachable_broker_fails_fast_and_marks_the_job(tmp_path, tiny_model):
+def test_unreachable_broker_fails_fast_and_leaves_nothing_behind(tmp_path, tiny_model):
     settings = embedded_settings(tmp_path / "home", broker_url="redis://127.0.0.1:1/0")
     farm = Farm(settings)
     started = time.monotonic()
@@ -170,9 +170,12 @@ def test_unreachable_broker_fails_fast_and_marks_the_job(tmp_path, tiny_model):
         services.submit(farm, tiny_model, [Target("x86_64")], _spec())
     assert time.monotonic() - started < 15
     assert info.value.exit_code == services.EXIT_UNREACHABLE
-    (job,) = services.list_jobs(farm)
-    assert job.state == "failed" and job.error_kind == "enqueue_failed"
-    assert "orchestrate retry" in job.error_message
+    assert "nothing was submitted" in str(info.value)
+    # No failed job to clean up, and no model row or blob that nothing refers to.
+    assert services.list_jobs(farm) == []
+    with farm.session() as session:
+        assert session.scalars(select(m.Model)).all() == []
+    assert not list((tmp_path / "home" / "artifacts").rglob("sha256/*/*"))
 
 
 def test_unreachable_database_is_an_unreachable_error_without_the_password(tmp_path):

@@ -141,8 +141,11 @@ def test_two_identical_submissions_at_once_compile_once(tmp_path, tiny_model):
 
 
 def test_compile_error_fails_the_job_with_its_kind_and_wait_exits_1(farm, tiny_model):
-    # The spec names an input the program does not have: the user's mistake, not retried.
-    spec = services.resolve_spec({"inputs": [{"name": "no_such_input", "shape": [2, 8]}]})
+    # Full compilation of a program whose relu must stay in PyTorch: the user's mistake, found
+    # only by the compiler on the worker (submit refuses what it can see: see test_hostile_cli).
+    spec = services.resolve_spec(
+        {"partitioning": {"torch_executed_ops": ["aten.relu.default"], "require_full_compilation": True}}
+    )
     (job,) = services.submit(farm, tiny_model, [Target("x86_64")], spec).jobs
     assert job.state == "failed"
     assert job.error_kind and job.error_kind != "internal_error"
