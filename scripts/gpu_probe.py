@@ -10,8 +10,11 @@ faulthandler, and prints every exit status with the end of its stderr.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -46,8 +49,46 @@ def main() -> int:
             "print('ran', tuple(y[0].shape))\n"
         )
         result = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True, timeout=300)
-        print(f"[{label}] exit {result.returncode}: {result.stdout.strip()} {result.stderr.strip()[-1500:]}", flush=True)
+        print(f"[{label}] exit {result.returncode}: {result.stdout.strip()} {result.stderr.strip()[-600:]}", flush=True)
+    bisect(package)
     return 0
+
+
+MAPS = (
+    "import json\n"
+    "libs = sorted({l.split()[-1] for l in open('/proc/self/maps') if '.so' in l.split()[-1]})\n"
+    "print(json.dumps(libs))\n"
+)
+
+
+def _libs(imports: str) -> list[str]:
+    result = subprocess.run([sys.executable, "-c", imports + "\n" + MAPS], capture_output=True, text=True, timeout=300)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bisect(package: str) -> None:
+    """Which library that onnxruntime brings in makes the load work, and what the package's
+    shared library links against."""
+    with tempfile.TemporaryDirectory() as folder, zipfile.ZipFile(package) as archive:
+        for name in archive.namelist():
+            if name.endswith(".so"):
+                path = archive.extract(name, folder)
+                print(f"ldd {name}:\n" + subprocess.run(["ldd", path], capture_output=True, text=True).stdout, flush=True)
+                nm = subprocess.run(["nm", "-D", "--undefined-only", path], capture_output=True, text=True).stdout
+                print("undefined symbols (non-aoti, first 40):", [line.split()[-1] for line in nm.splitlines() if "aoti" not in line][:40], flush=True)
+    plain = set(_libs("import torch"))
+    with_ort = set(_libs("import onnxruntime, torch"))
+    extra = sorted(with_ort - plain)
+    print("libraries mapped with onnxruntime and not without:", extra, flush=True)
+    for lib in extra:
+        code = (
+            "import ctypes, torch\n"
+            f"ctypes.CDLL({lib!r}, mode=ctypes.RTLD_GLOBAL)\n"
+            f"loader = torch._C._aoti.AOTIModelPackageLoader({package!r}, 'model', True, 1, 0)\n"
+            "print('ran')\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        print(f"[preload {lib}] exit {result.returncode} {result.stdout.strip()} {result.stderr.strip()[-300:]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -127,9 +127,9 @@ def test_db_upgrade_defaults_to_the_configured_database(_isolated_settings: Path
 def test_db_upgrade_on_unreachable_server_fails_without_leaking_password() -> None:
     url = "postgresql+psycopg://farm:hunter2@127.0.0.1:1/farm?connect_timeout=2"
     result = CliRunner().invoke(db_group, ["upgrade", "--url", url])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # infrastructure unreachable
     assert (
-        "cannot use the database at postgresql+psycopg://farm:***@127.0.0.1:1/farm" in result.output
+        "cannot reach the database at postgresql+psycopg://farm:***@127.0.0.1:1/farm" in result.output
     )
     assert "hunter2" not in result.output
 
