@@ -5,6 +5,10 @@ and written with ``torch.export.save``. Engine bytes and ``manifest.json`` (spec
 target, sha256 of every engine, input ranges, report) are added as archive members under
 ``orchestrate/`` (engines) and ``extra/orchestrate/`` (manifest); loading verifies each engine's hash, registers the engines, and hands the
 rest to ``torch.export.load`` only after the archive passed the untrusted-pickle check.
+
+The manifest records the identity of the machine that built the program (``built_on``); loading
+asks each engine's backend what its engine needs of a machine (``Backend.requirements``) and
+refuses, before any engine is handed to its backend, a program that cannot run here.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import io
 import json
 import platform
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,15 @@ from compiler.frontend import (
     InputInfo,
     _read_limited,
     sanitize_archive,
+)
+from compiler.identity import (
+    DeviceIdentity,
+    EngineRequirements,
+    IncompatibleEngineError,
+    canonical_arch,
+    compatibility_problems,
+    local_identity,
+    machine_arch,
 )
 from compiler.report import CompileReport
 from compiler.runtime.engine_op import acquire_engine, release_engine
@@ -55,6 +69,7 @@ def manifest(compiled: CompiledModule) -> dict[str, Any]:
             **{meta.backend: meta.backend_version for meta, _ in compiled.engines.values()},
         },
         "target": {"arch": platform.machine(), "device": compiled.spec.device},
+        "built_on": local_identity().to_dict(),
         "inputs": [info.to_dict() for info in compiled.signature],
         "engines": [
             {**meta.to_dict(), "sha256": hashlib.sha256(engine).hexdigest(), "size": len(engine)}
@@ -123,15 +138,69 @@ def _dynamic_dims(gm: fx.GraphModule, signature: list[InputInfo]) -> list[Any]:
     return result
 
 
-def load(source: str | Path | bytes, max_bytes: int | None = None) -> CompiledModule:
+def built_on(info: Mapping[str, Any]) -> DeviceIdentity:
+    """The identity a manifest records; older manifests knew only the architecture."""
+    recorded = info.get("built_on")
+    if recorded:
+        return DeviceIdentity.from_dict(dict(recorded))
+    arch = str(info.get("target", {}).get("arch") or machine_arch())
+    return DeviceIdentity(arch=canonical_arch(arch))
+
+
+def program_requirements(info: Mapping[str, Any]) -> list[EngineRequirements]:
+    """What the program of manifest ``info`` needs of a machine: one entry per distinct need of
+    its engines (none for a program that runs no engine), as each engine's backend says."""
+    origin = built_on(info)
+    needs = [
+        get_backend(meta.backend, require_available=False).requirements(meta, origin)
+        for meta in (EngineMeta.from_dict(entry) for entry in info.get("engines", []))
+    ]
+    return list(dict.fromkeys(needs))
+
+
+def incompatibility(needs: Sequence[EngineRequirements], here: DeviceIdentity) -> list[str]:
+    """Why a program with ``needs`` cannot run on ``here`` (each reason once); empty if it can."""
+    return list(dict.fromkeys(p for need in needs for p in compatibility_problems(need, here)))
+
+
+def read_manifest(source: str | Path | bytes, max_bytes: int | None = None) -> dict[str, Any]:
+    """The manifest of a compiled program, read without loading the program or its engines."""
     data = _read_limited(source, max_bytes or DEFAULT_MAX_BYTES)
-    cleaned, extras = sanitize_archive(data, keep_prefix=(f"extra/{_PREFIX}", _PREFIX))
+    return _manifest_of(sanitize_archive(data, keep_prefix=(f"extra/{_PREFIX}", _PREFIX))[1])
+
+
+def _manifest_of(extras: Mapping[str, bytes]) -> dict[str, Any]:
     manifest_bytes = extras.get(f"extra/{_PREFIX}manifest.json")
     if manifest_bytes is None:
         raise InvalidModelError("not a compiled program: extra/orchestrate/manifest.json is missing (compile it first)")
     info = json.loads(manifest_bytes)
     if info.get("format") != FORMAT_VERSION:
         raise InvalidModelError(f"compiled-program format {info.get('format')} is not supported (expected {FORMAT_VERSION})")
+    return dict(info)
+
+
+def load(
+    source: str | Path | bytes,
+    max_bytes: int | None = None,
+    *,
+    force: bool = False,
+    here: DeviceIdentity | None = None,
+) -> CompiledModule:
+    """Load a compiled program. An engine that cannot run on this machine (``here``, detected by
+    default) is refused with the reason, before its backend sees it, unless ``force``."""
+    data = _read_limited(source, max_bytes or DEFAULT_MAX_BYTES)
+    cleaned, extras = sanitize_archive(data, keep_prefix=(f"extra/{_PREFIX}", _PREFIX))
+    info = _manifest_of(extras)
+    if not force:
+        problems = incompatibility(program_requirements(info), here or local_identity())
+        if problems:
+            origin = built_on(info)
+            raise IncompatibleEngineError(
+                f"this compiled program (built on {origin.arch}"
+                f"{'/' + origin.device_class if origin.device_class else ''}) cannot run on this "
+                f"machine: {'; '.join(problems)}. Rebuild it for this machine, or load it with "
+                "force=True to try anyway"
+            )
     engines: dict[str, tuple[EngineMeta, bytes]] = {}
     for entry in info["engines"]:
         meta = EngineMeta.from_dict(entry)
