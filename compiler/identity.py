@@ -142,7 +142,8 @@ class EngineRequirements:
         return cls(**known)
 
 
-def _major_minor(version: str | None) -> str | None:
+def major_minor(version: str | None) -> str | None:
+    """``2.11`` for ``2.11.0+cu130``: the part of a version that engines are bound to."""
     if not version:
         return None
     parts = version.split("+")[0].split(".")
@@ -167,17 +168,17 @@ def compatibility_problems(needs: EngineRequirements, here: DeviceIdentity) -> l
             f"{gpu_device_class(here.compute_capability)}"
         )
     if needs.torch_version is not None:
-        have = _major_minor(here.torch_version)
-        if have != _major_minor(needs.torch_version):
+        have = major_minor(here.torch_version)
+        if have != major_minor(needs.torch_version):
             problems.append(
-                f"it needs PyTorch {_major_minor(needs.torch_version)} and this machine has "
+                f"it needs PyTorch {major_minor(needs.torch_version)} and this machine has "
                 f"{here.torch_version or 'none'}"
             )
     if needs.tensorrt_version is not None:
-        have = _major_minor(here.tensorrt_version)
-        if have != _major_minor(needs.tensorrt_version):
+        have = major_minor(here.tensorrt_version)
+        if have != major_minor(needs.tensorrt_version):
             problems.append(
-                f"it needs TensorRT {_major_minor(needs.tensorrt_version)} and this machine has "
+                f"it needs TensorRT {major_minor(needs.tensorrt_version)} and this machine has "
                 f"{here.tensorrt_version or 'none'}"
             )
     return problems

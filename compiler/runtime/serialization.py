@@ -163,17 +163,33 @@ def incompatibility(needs: Sequence[EngineRequirements], here: DeviceIdentity) -
     return list(dict.fromkeys(p for need in needs for p in compatibility_problems(need, here)))
 
 
-def read_manifest(source: str | Path | bytes, max_bytes: int | None = None) -> dict[str, Any]:
-    """The manifest of a compiled program, read without loading the program or its engines."""
-    data = _read_limited(source, max_bytes or DEFAULT_MAX_BYTES)
-    return _manifest_of(sanitize_archive(data, keep_prefix=(f"extra/{_PREFIX}", _PREFIX))[1])
+_MANIFEST_MAX_BYTES = 64 * 1024 * 1024
+
+
+def read_manifest(source: str | Path | bytes) -> dict[str, Any]:
+    """The manifest of a compiled program: one JSON member, read without reading the rest of
+    the archive, loading the program or unpickling anything."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
+            member = next(
+                (i for i in archive.infolist() if i.filename.split("/", 1)[-1] == f"extra/{_PREFIX}manifest.json"),
+                None,
+            )
+            if member is not None and member.file_size > _MANIFEST_MAX_BYTES:
+                raise InvalidModelError(f"the manifest is {member.file_size} bytes; this is not a compiled program")
+            return _manifest_of({} if member is None else {f"extra/{_PREFIX}manifest.json": archive.read(member)})
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidModelError(f"not a compiled program: {exc}") from None
 
 
 def _manifest_of(extras: Mapping[str, bytes]) -> dict[str, Any]:
     manifest_bytes = extras.get(f"extra/{_PREFIX}manifest.json")
     if manifest_bytes is None:
         raise InvalidModelError("not a compiled program: extra/orchestrate/manifest.json is missing (compile it first)")
-    info = json.loads(manifest_bytes)
+    try:
+        info = json.loads(manifest_bytes)
+    except ValueError as exc:
+        raise InvalidModelError(f"the manifest of the compiled program is not JSON: {exc}") from None
     if info.get("format") != FORMAT_VERSION:
         raise InvalidModelError(f"compiled-program format {info.get('format')} is not supported (expected {FORMAT_VERSION})")
     return dict(info)

@@ -105,3 +105,13 @@ def test_manifest_without_built_on_falls_back_to_its_target_architecture(saved: 
 
     assert built_on(compiler.read_manifest(old)) == DeviceIdentity("aarch64")
     assert compiler.load(old, here=CPU_BOX)(torch.ones(2, 8)).shape == (2, 4)
+
+
+def test_read_manifest_refuses_what_is_not_a_compiled_program(tmp_path: Path) -> None:
+    (tmp_path / "junk.pt2").write_bytes(b"not a zip")
+    with pytest.raises(compiler.InvalidModelError, match="not a compiled program"):
+        compiler.read_manifest(tmp_path / "junk.pt2")
+    program = torch.export.export(torch.nn.ReLU(), (torch.ones(2),))
+    torch.export.save(program, tmp_path / "plain.pt2")
+    with pytest.raises(compiler.InvalidModelError, match="manifest.json is missing"):
+        compiler.read_manifest(tmp_path / "plain.pt2")
