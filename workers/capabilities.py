@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compiler.identity import DeviceIdentity, detect_identity, machine_arch
+from compiler.identity import DeviceIdentity, detect_identity, local_identity, machine_arch
 from orchestrator.routing import normalize_arch, normalize_device_class, worker_queues
 
 
@@ -67,6 +67,12 @@ def detect_cpu(root: Path = Path("/")) -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def detect_machine(root: Path = Path("/")) -> DeviceIdentity:
+    """This machine's identity; for the real root, the per-process one that compiled programs
+    record as ``built_on`` (detected once, before the pool forks, and inherited by its children)."""
+    return local_identity() if root == Path("/") else detect_identity(root)
+
+
 def detect_backends() -> dict[str, str]:
     try:
         import compiler
@@ -80,7 +86,7 @@ def detect(
     device_class: str | None = None,
     *,
     root: Path = Path("/"),
-    identity_probe: Callable[[Path], DeviceIdentity] = detect_identity,
+    identity_probe: Callable[[Path], DeviceIdentity] = detect_machine,
     backend_probe: Callable[[], dict[str, str]] = detect_backends,
 ) -> Capabilities:
     """Detect this machine's capabilities; ``arch``/``device_class`` of None or "auto" detect.

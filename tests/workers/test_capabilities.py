@@ -212,3 +212,9 @@ def test_gpu_detected_in_the_parent_and_used_in_a_forked_child():
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "forked child computed on" in done.stdout
+
+
+def test_worker_identity_is_the_one_its_engines_record_as_built_on():
+    import compiler
+
+    assert detect().identity == compiler.local_identity().to_dict()
