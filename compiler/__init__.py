@@ -21,9 +21,22 @@ from compiler.errors import (
     UnsupportedOperatorError,
 )
 from compiler.frontend import load_program
+from compiler.identity import (
+    DeviceIdentity,
+    EngineRequirements,
+    IncompatibleEngineError,
+    detect_identity,
+    local_identity,
+)
 from compiler.report import CompileReport
 from compiler.runtime.module import CompiledModule
-from compiler.runtime.serialization import load, save
+from compiler.runtime.serialization import (
+    incompatibility,
+    load,
+    program_requirements,
+    read_manifest,
+    save,
+)
 from compiler.spec import CompileSpec
 from compiler.validation import ValidationResult, validate
 
@@ -36,6 +49,9 @@ __all__ = [
     "CompileSpec",
     "CompiledModule",
     "CompilerError",
+    "DeviceIdentity",
+    "EngineRequirements",
+    "IncompatibleEngineError",
     "InputMismatchError",
     "InvalidModelError",
     "LoweringError",
@@ -45,9 +61,14 @@ __all__ = [
     "ValidationResult",
     "backend_versions",
     "compile",
+    "detect_identity",
+    "incompatibility",
     "load",
     "load_program",
+    "local_identity",
     "plan",
+    "program_requirements",
+    "read_manifest",
     "save",
     "validate",
 ]

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from orchestrator.services import (
         ArtifactInfo,
         FarmError,
+        IncompatibleArtifactError,
         InvalidRequestError,
         JobCancelledError,
         JobFailedError,
@@ -29,6 +30,7 @@ __all__ = [
     "ArtifactInfo",
     "Client",
     "FarmError",
+    "IncompatibleArtifactError",
     "InvalidRequestError",
     "JobCancelledError",
     "JobFailedError",
@@ -57,6 +59,7 @@ _LAZY = {
         for name in (
             "ArtifactInfo",
             "FarmError",
+            "IncompatibleArtifactError",
             "InvalidRequestError",
             "JobCancelledError",
             "JobFailedError",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from orchestrator import services
 from orchestrator.services import (
@@ -26,6 +26,9 @@ from orchestrator.services import (
     WorkerInfo,
 )
 from orchestrator.settings import Settings
+
+if TYPE_CHECKING:
+    from compiler.identity import DeviceIdentity
 
 
 class JobHandle:
@@ -64,16 +67,17 @@ class JobHandle:
     def results(self) -> list[ValidationInfo]:
         return services.results(self.client.farm, self.id)
 
-    def download(self, path: str | Path, *, overwrite: bool = False) -> Path:
+    def download(self, path: str | Path, *, overwrite: bool = False, force: bool = False) -> Path:
         """Save the engine package to ``path`` (verified against its sha256); an existing
-        file is replaced only with ``overwrite``."""
+        file is replaced only with ``overwrite``; an engine that cannot run on this machine
+        raises IncompatibleArtifactError unless ``force``."""
         artifact = self.artifact()
         if artifact is None:
             job = self.status()
             raise services.InvalidStateError(
                 f"job {job.id} is {job.state} and has no artifact yet; call .wait() first"
             )
-        return services.download_artifact(self.client.farm, artifact.id, path, overwrite=overwrite)
+        return services.download_artifact(self.client.farm, artifact.id, path, overwrite=overwrite, force=force)
 
     def cancel(self) -> JobInfo:
         return services.cancel(self.client.farm, self.id)
@@ -173,7 +177,10 @@ class Client:
         backend: str | None = None,
         precision: str | None = None,
         limit: int = 50,
+        runs_here: bool = False,
     ) -> list[ArtifactInfo]:
+        """Artifacts matching every filter, newest first; ``runs_here``: only those whose
+        engines can run on this machine."""
         return services.list_artifacts(
             self.farm,
             model=model,
@@ -182,19 +189,33 @@ class Client:
             backend=backend,
             precision=precision,
             limit=limit,
+            runs_on=_local_identity() if runs_here else None,
         )
 
     def artifact(self, artifact_id: str) -> ArtifactInfo:
         return services.get_artifact(self.farm, artifact_id)
 
-    def download(self, artifact_id: str, path: str | Path, *, overwrite: bool = False) -> Path:
-        return services.download_artifact(self.farm, artifact_id, path, overwrite=overwrite)
+    def download(self, artifact_id: str, path: str | Path, *, overwrite: bool = False, force: bool = False) -> Path:
+        """Save an artifact's engine package to ``path``; an existing file is replaced only with
+        ``overwrite``; an engine that cannot run on this machine raises
+        IncompatibleArtifactError (with the reason) unless ``force``."""
+        return services.download_artifact(self.farm, artifact_id, path, overwrite=overwrite, force=force)
+
+    def incompatibility(self, artifact_id: str) -> list[str]:
+        """Why the artifact's engines cannot run on this machine; empty when they can."""
+        return services.get_artifact(self.farm, artifact_id).problems_on(_local_identity())
 
     def results(self, job_or_artifact_id: str) -> list[ValidationInfo]:
         return services.results(self.farm, job_or_artifact_id)
 
     def workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
         return services.list_workers(self.farm, include_offline=include_offline)
+
+
+def _local_identity() -> DeviceIdentity:
+    import compiler
+
+    return compiler.local_identity()
 
 
 def _local_arch() -> str:

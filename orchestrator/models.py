@@ -295,6 +295,11 @@ class Artifact(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     partition_stats: Mapped[dict[str, Any]] = mapped_column(_JSONDict, default=dict)
+    # The builder's DeviceIdentity and what the engines need of a machine (one entry per
+    # distinct need), so compatibility is decided without downloading the engine. NULL for
+    # artifacts recorded before revision 0002.
+    built_on: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    engine_requirements: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     build_key: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -390,6 +395,7 @@ def list_artifacts(
     backend: str | None = None,
     precision: str | None = None,
     limit: int | None = 50,
+    offset: int = 0,
 ) -> Sequence[Artifact]:
     """Artifacts matching every given filter, newest first (``orchestrate artifacts list``)."""
     stmt = select(Artifact)
@@ -410,6 +416,8 @@ def list_artifacts(
         stmt = stmt.where(Artifact.precision == precision)
     # The id breaks ties between rows written within one clock tick, so pages are stable.
     stmt = stmt.order_by(Artifact.created_at.desc(), Artifact.id.desc())
+    if offset:
+        stmt = stmt.offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
     return session.scalars(stmt).unique().all()

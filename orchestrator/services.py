@@ -42,6 +42,7 @@ from orchestrator.untrusted import (
 
 if TYPE_CHECKING:
     import compiler
+    from compiler.identity import DeviceIdentity, EngineRequirements
     from orchestrator.store import ArtifactStore
 
 # A worker heartbeats every HEARTBEAT_INTERVAL seconds; one that missed three is presumed gone.
@@ -77,6 +78,10 @@ class NotFoundError(InvalidRequestError):
 
 class InvalidStateError(InvalidRequestError):
     """The operation does not apply to the job in its current state (e.g. cancel a finished job)."""
+
+
+class IncompatibleArtifactError(InvalidRequestError):
+    """An artifact whose engines cannot run on the machine asking; ``force`` fetches it anyway."""
 
 
 class UnreachableError(FarmError):
@@ -214,9 +219,31 @@ class ArtifactInfo:
     size_bytes: int
     partition_stats: dict[str, Any]
     created_at: str | None
+    #: DeviceIdentity.to_dict() of the machine that built it (None: built before it was recorded)
+    built_on: dict[str, Any] | None = None
+    #: EngineRequirements.to_dict() per distinct need of its engines (None: not recorded)
+    engine_requirements: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def requirements(self) -> list[EngineRequirements]:
+        """What the engines need of a machine. For artifacts recorded before the farm stored
+        that, a build for a device class needs that class's GPU on its architecture."""
+        from compiler.identity import DEVICE_CLASSES, EngineRequirements
+
+        if self.engine_requirements is not None:
+            return [EngineRequirements.from_dict(need) for need in self.engine_requirements]
+        if self.device_class is None:
+            return []
+        known = DEVICE_CLASSES.get(self.device_class)
+        return [EngineRequirements(arch=self.arch, gpu=True, compute_capability=known.compute_capability if known else None)]
+
+    def problems_on(self, here: DeviceIdentity) -> list[str]:
+        """Why this artifact cannot run on ``here``; empty when it can."""
+        import compiler
+
+        return compiler.incompatibility(self.requirements(), here)
 
     @classmethod
     def of(cls, artifact: m.Artifact) -> ArtifactInfo:
@@ -237,6 +264,10 @@ class ArtifactInfo:
             size_bytes=artifact.size_bytes,
             partition_stats=dict(artifact.partition_stats or {}),
             created_at=_iso(artifact.created_at),
+            built_on=None if artifact.built_on is None else dict(artifact.built_on),
+            engine_requirements=(
+                None if artifact.engine_requirements is None else list(artifact.engine_requirements)
+            ),
         )
 
 
@@ -1016,6 +1047,10 @@ def _arch_filter(arch: str | None) -> str | None:
         raise InvalidRequestError(str(exc)) from None
 
 
+#: Rows read per query while filtering ``list_artifacts(runs_on=...)`` in Python.
+RUNS_ON_PAGE = 200
+
+
 def list_artifacts(
     farm: Farm,
     *,
@@ -1025,19 +1060,34 @@ def list_artifacts(
     backend: str | None = None,
     precision: str | None = None,
     limit: int = 50,
+    runs_on: DeviceIdentity | None = None,
 ) -> list[ArtifactInfo]:
+    """Artifacts matching every filter, newest first; with ``runs_on``, only those whose
+    engines can run on that machine (``artifacts list --runs-here``)."""
     arch_value = _arch_filter(arch)
+    found: list[ArtifactInfo] = []
     with farm.session() as session:
-        rows = m.list_artifacts(
-            session,
-            model=model,
-            arch=arch_value,
-            device_class=device_class.lower() if device_class else None,
-            backend=backend,
-            precision=precision,
-            limit=limit,
-        )
-        return [ArtifactInfo.of(row) for row in rows]
+        # Compatibility is decided per row in Python, so keep reading pages until ``limit``
+        # rows pass (portable engines run on every architecture: no SQL filter says it).
+        page = limit if runs_on is None else max(limit, RUNS_ON_PAGE)
+        offset = 0
+        while len(found) < limit:
+            rows = m.list_artifacts(
+                session,
+                model=model,
+                arch=arch_value,
+                device_class=device_class.lower() if device_class else None,
+                backend=backend,
+                precision=precision,
+                limit=page,
+                offset=offset,
+            )
+            infos = [ArtifactInfo.of(row) for row in rows]
+            found.extend(i for i in infos if runs_on is None or not i.problems_on(runs_on))
+            if len(rows) < page or runs_on is None:
+                break
+            offset += page
+    return found[:limit]
 
 
 def get_artifact(farm: Farm, ref: str) -> ArtifactInfo:
@@ -1060,14 +1110,40 @@ def download_file_name(artifact: ArtifactInfo) -> str:
     )
 
 
-def download_artifact(farm: Farm, ref: str, dest: str | Path, *, overwrite: bool = False) -> Path:
+def refuse_incompatible(artifact: ArtifactInfo, here: DeviceIdentity | None = None) -> None:
+    """Raise IncompatibleArtifactError when ``artifact`` cannot run on ``here`` (default: this
+    machine, the one asking: the CLI and client call the services in their own process)."""
+    import compiler
+
+    problems = artifact.problems_on(here or compiler.local_identity())
+    if problems:
+        raise IncompatibleArtifactError(
+            f"artifact {artifact.id[:12]} ({artifact.backend} engine for {artifact.target}) cannot "
+            f"run on this machine: {'; '.join(problems)}. Use an artifact built for this machine "
+            "(`orchestrate artifacts list --runs-here`), or download it anyway with --force"
+        )
+
+
+def download_artifact(
+    farm: Farm,
+    ref: str,
+    dest: str | Path,
+    *,
+    overwrite: bool = False,
+    force: bool = False,
+    here: DeviceIdentity | None = None,
+) -> Path:
     """Copy an artifact's engine package to ``dest`` (a file, or a folder to put it in).
 
-    The download is checked against the sha256 and size the database recorded, written to a
-    temporary file in the same folder and renamed into place. ``dest`` must be a regular file
-    or not exist; an existing file is replaced only with ``overwrite``."""
+    An artifact that cannot run on ``here`` (this machine by default) is refused with the
+    reason, before anything is downloaded, unless ``force``. The download is checked against
+    the sha256 and size the database recorded, written to a temporary file in the same folder
+    and renamed into place. ``dest`` must be a regular file or not exist; an existing file is
+    replaced only with ``overwrite``."""
     from orchestrator.store import ArtifactCorruptError, ArtifactStoreError, DestinationError
 
+    if not force:
+        refuse_incompatible(get_artifact(farm, ref), here)
     with farm.session() as session:
         row = _resolve_artifact(session, ref)
         artifact = ArtifactInfo.of(row)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,30 @@ from workers.capabilities import Capabilities, detect
 log = logging.getLogger(__name__)
 
 POOLS = ("prefork", "solo", "threads")
+
+
+def avoid_cuda_in_the_parent() -> None:
+    """Make ``torch.cuda.is_available()`` ask NVML, so that a call in this process (a backend's
+    availability check, say) does not initialize CUDA before the pool forks: measured on the
+    H200 with torch 2.11, a plain ``is_available()`` in the parent already makes the forked
+    child's first CUDA call fail. An explicit setting of the variable is kept."""
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+
+
+def check_fork_safe(pool: str) -> None:
+    """Refuse a prefork pool when CUDA is already initialized in this (the parent) process.
+
+    Forked children inherit a CUDA state they cannot use, so every GPU compile (and every job
+    that touches torch.cuda) would fail with "Cannot re-initialize CUDA in forked subprocess".
+    Detection never initializes CUDA; this catches anything else that did before the fork.
+    """
+    torch = sys.modules.get("torch")
+    if pool == "prefork" and torch is not None and torch.cuda.is_initialized():
+        raise InvalidRequestError(
+            "CUDA was initialized in the worker process before its prefork pool started, so "
+            "forked compiles could not use the GPU; find what initialized it, or run the "
+            "worker with --pool solo or --pool threads"
+        )
 
 
 @dataclass(frozen=True)
@@ -60,6 +85,7 @@ def plan_worker(
     """Resolve what this worker will serve; raises InvalidRequestError for bad options."""
     if concurrency < 1:
         raise InvalidRequestError("--concurrency must be at least 1")
+    avoid_cuda_in_the_parent()
     try:
         caps = detect(arch, device_class)
         selected = list(dict.fromkeys(queues)) if queues else caps.queues
@@ -145,6 +171,7 @@ def run_worker(farm: Farm, plan: WorkerPlan, *, loglevel: str = "INFO", quiet: b
     import workers.tasks  # noqa: F401  (registers the compile task on the app)
 
     app = farm.app
+    check_fork_safe(plan.pool)
     register(farm, plan)
     heartbeat = Heartbeat(farm, plan.name)
     heartbeat.start()
@@ -152,9 +179,18 @@ def run_worker(farm: Farm, plan: WorkerPlan, *, loglevel: str = "INFO", quiet: b
         caps = plan.capabilities
         gpu = f"{caps.gpu.name} (sm {caps.gpu.compute_capability})" if caps.gpu else "none"
         backends = ", ".join(f"{k} {v}" for k, v in sorted(caps.backends.items())) or "none"
+        found = caps.identity
+        versions = ", ".join(
+            f"{label} {found[key]}"
+            for label, key in (("driver", "driver_version"), ("CUDA", "cuda_version"),
+                               ("torch", "torch_version"), ("TensorRT", "tensorrt_version"),
+                               ("L4T", "l4t_release"))
+            if found.get(key)
+        )
         print(
             f"worker {plan.name}\n"
             f"  arch {caps.arch}, device class {caps.device_class or '-'}, GPU {gpu}\n"
+            f"  versions: {versions or '-'}\n"
             f"  backends: {backends}\n"
             f"  queues: {', '.join(plan.queues)}\n"
             f"  broker: {redact(farm.settings.broker_url)}\n"

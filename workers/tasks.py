@@ -249,6 +249,8 @@ def _record_success(
     report: dict[str, Any],
     validation: list[Any],
     timings: dict[str, float],
+    built_on: dict[str, Any] | None = None,
+    engine_requirements: list[dict[str, Any]] | None = None,
 ) -> str | None:
     """Write artifact, results and the succeeded job in one transaction; the artifact id."""
     with farm.session() as session:
@@ -278,6 +280,8 @@ def _record_success(
                 sha256=sha256,
                 size_bytes=size,
                 partition_stats=stats,
+                built_on=built_on,
+                engine_requirements=engine_requirements,
                 build_key=work.build_key,
             )
             try:
@@ -338,6 +342,11 @@ def run_job(
             progress("save")
             engine_path = Path(tmp) / "engine.pt2"
             compiler.save(compiled, engine_path)
+            # What the engine records of its builder and needs of a machine, for the database:
+            # `artifacts get` and `list --runs-here` decide compatibility without a download.
+            manifest = compiler.read_manifest(engine_path)
+            built_on = manifest.get("built_on")
+            needs = [need.to_dict() for need in compiler.program_requirements(manifest)]
             progress("upload")
             stored = farm.store.put_file(engine_path)
             progress("validate")
@@ -374,6 +383,8 @@ def run_job(
         report=report,
         validation=list(validation),
         timings=timings,
+        built_on=built_on,
+        engine_requirements=needs,
     )
     outcome = "succeeded" if artifact_id is not None else "discarded"
     return {"job_id": job_id, "outcome": outcome, "artifact_id": artifact_id}

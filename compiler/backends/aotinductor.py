@@ -244,11 +244,32 @@ def _compile_package(program: torch.export.ExportedProgram, options: AOTInductor
 _LOAD_LOCK = threading.Lock()
 
 
+@functools.cache
+def _cxx_runtime_in_global_scope() -> None:
+    """Make the C++ runtime that torch already uses visible to libraries loaded later.
+
+    The shared library inside a CUDA package (torch 2.11, measured on the H200) does not list
+    libstdc++ among the libraries it needs, yet calls into it. Python loads torch's extension
+    modules with RTLD_LOCAL, so libstdc++ is mapped but its symbols are not in the global scope
+    and the package's unresolved C++ symbols bind to nothing: the load segfaulted. Importing
+    onnxruntime first hid this, because it loads its providers' shim with RTLD_GLOBAL, and the
+    shim needs libstdc++ (scripts/gpu_probe.py bisects it: preloading that shim alone fixes the
+    load). Re-opening the already mapped libstdc++ with RTLD_GLOBAL is the same fix without
+    onnxruntime. RTLD_NOLOAD: never load a second C++ runtime."""
+    import contextlib
+    import ctypes
+
+    # not mapped (a torch linked statically), or not Linux: nothing to promote
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libstdc++.so.6", mode=os.RTLD_GLOBAL | os.RTLD_NOLOAD)
+
+
 class AOTInductorRunner(EngineRunner):
     def __init__(self, engine: bytes, meta: EngineMeta) -> None:
         self.meta = meta
         self.device = torch.device(meta.device)
         index = self.device.index if self.device.index is not None else (0 if self.device.type == "cuda" else -1)
+        _cxx_runtime_in_global_scope()
         with _LOAD_LOCK, tempfile.TemporaryDirectory(prefix="orchestrate-aoti-") as folder:
             path = os.path.join(folder, "engine.pt2")
             with open(path, "wb") as handle:

@@ -5,6 +5,10 @@ and written with ``torch.export.save``. Engine bytes and ``manifest.json`` (spec
 target, sha256 of every engine, input ranges, report) are added as archive members under
 ``orchestrate/`` (engines) and ``extra/orchestrate/`` (manifest); loading verifies each engine's hash, registers the engines, and hands the
 rest to ``torch.export.load`` only after the archive passed the untrusted-pickle check.
+
+The manifest records the identity of the machine that built the program (``built_on``); loading
+asks each engine's backend what its engine needs of a machine (``Backend.requirements``) and
+refuses, before any engine is handed to its backend, a program that cannot run here.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import io
 import json
 import platform
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,15 @@ from compiler.frontend import (
     InputInfo,
     _read_limited,
     sanitize_archive,
+)
+from compiler.identity import (
+    DeviceIdentity,
+    EngineRequirements,
+    IncompatibleEngineError,
+    canonical_arch,
+    compatibility_problems,
+    local_identity,
+    machine_arch,
 )
 from compiler.report import CompileReport
 from compiler.runtime.engine_op import acquire_engine, release_engine
@@ -55,6 +69,7 @@ def manifest(compiled: CompiledModule) -> dict[str, Any]:
             **{meta.backend: meta.backend_version for meta, _ in compiled.engines.values()},
         },
         "target": {"arch": platform.machine(), "device": compiled.spec.device},
+        "built_on": local_identity().to_dict(),
         "inputs": [info.to_dict() for info in compiled.signature],
         "engines": [
             {**meta.to_dict(), "sha256": hashlib.sha256(engine).hexdigest(), "size": len(engine)}
@@ -123,10 +138,53 @@ def _dynamic_dims(gm: fx.GraphModule, signature: list[InputInfo]) -> list[Any]:
     return result
 
 
-def _read_manifest(extras: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, tuple[EngineMeta, bytes]]]:
-    """The manifest and the engines it lists, each checked against its sha256. Anything
-    malformed (JSON, missing keys, wrong types) is an EngineIntegrityError: the manifest is ours,
-    so a bad one was altered."""
+def built_on(info: Mapping[str, Any]) -> DeviceIdentity:
+    """The identity a manifest records; older manifests knew only the architecture."""
+    recorded = info.get("built_on")
+    if recorded:
+        return DeviceIdentity.from_dict(dict(recorded))
+    arch = str(info.get("target", {}).get("arch") or machine_arch())
+    return DeviceIdentity(arch=canonical_arch(arch))
+
+
+def program_requirements(info: Mapping[str, Any]) -> list[EngineRequirements]:
+    """What the program of manifest ``info`` needs of a machine: one entry per distinct need of
+    its engines (none for a program that runs no engine), as each engine's backend says."""
+    origin = built_on(info)
+    needs = [
+        get_backend(meta.backend, require_available=False).requirements(meta, origin)
+        for meta in (EngineMeta.from_dict(entry) for entry in info.get("engines", []))
+    ]
+    return list(dict.fromkeys(needs))
+
+
+def incompatibility(needs: Sequence[EngineRequirements], here: DeviceIdentity) -> list[str]:
+    """Why a program with ``needs`` cannot run on ``here`` (each reason once); empty if it can."""
+    return list(dict.fromkeys(p for need in needs for p in compatibility_problems(need, here)))
+
+
+_MANIFEST_MAX_BYTES = 64 * 1024 * 1024
+
+
+def read_manifest(source: str | Path | bytes) -> dict[str, Any]:
+    """The manifest of a compiled program: one JSON member, read without reading the rest of
+    the archive, loading the program or unpickling anything."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
+            member = next(
+                (i for i in archive.infolist() if i.filename.split("/", 1)[-1] == f"extra/{_PREFIX}manifest.json"),
+                None,
+            )
+            if member is not None and member.file_size > _MANIFEST_MAX_BYTES:
+                raise InvalidModelError(f"the manifest is {member.file_size} bytes; this is not a compiled program")
+            return _manifest_of({} if member is None else {f"extra/{_PREFIX}manifest.json": archive.read(member)})
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidModelError(f"not a compiled program: {exc}") from None
+
+
+def _manifest_of(extras: Mapping[str, bytes]) -> dict[str, Any]:
+    """The manifest as a JSON object of our format. Anything malformed is an
+    EngineIntegrityError: the manifest is ours, so a bad one was altered."""
     manifest_bytes = extras.get(f"extra/{_PREFIX}manifest.json")
     if manifest_bytes is None:
         raise InvalidModelError("not a compiled program: extra/orchestrate/manifest.json is missing (compile it first)")
@@ -134,9 +192,22 @@ def _read_manifest(extras: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, 
         info = json.loads(manifest_bytes)
         if not isinstance(info, dict):
             raise TypeError("the manifest is not a JSON object")
-        if info.get("format") != FORMAT_VERSION:
-            raise InvalidModelError(f"compiled-program format {info.get('format')} is not supported (expected {FORMAT_VERSION})")
-        engines: dict[str, tuple[EngineMeta, bytes]] = {}
+        for key in ("inputs", "spec", "report", "engines"):
+            if key not in info:
+                raise KeyError(key)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EngineIntegrityError(
+            f"the engine package's manifest is damaged ({type(exc).__name__}: {exc}); the file was altered"
+        ) from None
+    if info.get("format") != FORMAT_VERSION:
+        raise InvalidModelError(f"compiled-program format {info.get('format')} is not supported (expected {FORMAT_VERSION})")
+    return info
+
+
+def _read_engines(info: dict[str, Any], extras: Mapping[str, bytes]) -> dict[str, tuple[EngineMeta, bytes]]:
+    """The engines the manifest lists, each checked against its sha256."""
+    engines: dict[str, tuple[EngineMeta, bytes]] = {}
+    try:
         for entry in info["engines"]:
             meta = EngineMeta.from_dict(entry)
             engine = extras.get(f"{_PREFIX}engines/{meta.engine_id}.bin")
@@ -146,19 +217,24 @@ def _read_manifest(extras: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, 
             if digest != entry["sha256"] or digest != meta.engine_id:
                 raise EngineIntegrityError(f"engine {meta.engine_id[:12]} does not match its sha256; the file is damaged")
             engines[meta.engine_id] = (meta, engine)
-        for key in ("inputs", "spec", "report"):
-            if key not in info:
-                raise KeyError(key)
     except InvalidModelError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise EngineIntegrityError(
             f"the engine package's manifest is damaged ({type(exc).__name__}: {exc}); the file was altered"
         ) from None
-    return info, engines
+    return engines
 
 
-def load(source: str | Path | bytes, max_bytes: int | None = None) -> CompiledModule:
+def load(
+    source: str | Path | bytes,
+    max_bytes: int | None = None,
+    *,
+    force: bool = False,
+    here: DeviceIdentity | None = None,
+) -> CompiledModule:
+    """Load a compiled program. An engine that cannot run on this machine (``here``, detected by
+    default) is refused with the reason, before its backend sees it, unless ``force``."""
     limit = max_bytes or DEFAULT_MAX_BYTES
     data = _read_limited(source, limit)
     try:
@@ -168,13 +244,24 @@ def load(source: str | Path | bytes, max_bytes: int | None = None) -> CompiledMo
     except InvalidModelError as exc:
         # A bad CRC or a cut-off member in an engine package means it was altered or damaged.
         raise EngineIntegrityError(f"the engine package is damaged: {exc}") from None
-    info, engines = _read_manifest(extras)
+    info = _manifest_of(extras)
+    engines = _read_engines(info, extras)
     try:
         signature = [InputInfo.from_dict(i) for i in info["inputs"]]
         spec = CompileSpec.parse(info["spec"], "manifest spec")
         report = CompileReport.from_dict(info["report"])
     except (CompilerError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise EngineIntegrityError(f"the engine package's manifest is damaged ({type(exc).__name__}: {exc})") from None
+    if not force:
+        problems = incompatibility(program_requirements(info), here or local_identity())
+        if problems:
+            origin = built_on(info)
+            raise IncompatibleEngineError(
+                f"this compiled program (built on {origin.arch}"
+                f"{'/' + origin.device_class if origin.device_class else ''}) cannot run on this "
+                f"machine: {'; '.join(problems)}. Rebuild it for this machine, or load it with "
+                "force=True to try anyway"
+            )
     acquired: list[str] = []
     try:
         for meta, engine in engines.values():

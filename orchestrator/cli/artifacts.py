@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +18,10 @@ from orchestrator.cli._common import (
     table,
 )
 
+if TYPE_CHECKING:
+    from compiler.identity import DeviceIdentity
+    from orchestrator.services import ArtifactInfo
+
 
 @click.group("artifacts")
 def artifacts_group() -> None:
@@ -30,6 +35,11 @@ def artifacts_group() -> None:
 @click.option("--backend", type=BackendChoice())
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]))
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option(
+    "--runs-here",
+    is_flag=True,
+    help="Only artifacts whose engines can run on this machine (architecture, GPU, versions).",
+)
 @json_option
 def list_command(
     model: str | None,
@@ -38,6 +48,7 @@ def list_command(
     backend: str | None,
     precision: str | None,
     limit: int,
+    runs_here: bool,
     as_json: bool,
 ) -> None:
     """List artifacts matching every filter, newest first."""
@@ -51,6 +62,7 @@ def list_command(
         backend=backend,
         precision=precision,
         limit=limit,
+        runs_on=_this_machine() if runs_here else None,
     )
     if as_json:
         print_json([artifact.to_dict() for artifact in artifacts])
@@ -87,6 +99,7 @@ def show_command(artifact_id: str, as_json: bool) -> None:
         return
     stats = artifact.partition_stats
     fallback = stats.get("fallback_ops") or {}
+    problems = artifact.problems_on(_this_machine())
     key_values(
         f"artifact {short(artifact.id)}",
         [
@@ -104,9 +117,52 @@ def show_command(artifact_id: str, as_json: bool) -> None:
             ("accelerated nodes", stats.get("num_accelerated_nodes")),
             ("fallback nodes", stats.get("num_fallback_nodes")),
             ("fallback ops", ", ".join(f"{op} x{n}" for op, n in fallback.items()) or "none"),
+            ("built on", describe_identity(artifact.built_on)),
+            ("needs", describe_requirements(artifact)),
+            ("runs here", "yes" if not problems else "no: " + "; ".join(problems)),
             ("created", artifact.created_at),
         ],
     )
+
+
+def _this_machine() -> DeviceIdentity:
+    import compiler
+
+    return compiler.local_identity()
+
+
+def describe_identity(identity: dict[str, Any] | None) -> str:
+    """``x86_64/sm90, NVIDIA H200, driver 580.159.04, CUDA 13.0, torch 2.11.0+cu130``."""
+    if not identity:
+        return "not recorded"
+    target = identity.get("arch", "?") + (f"/{identity['device_class']}" if identity.get("device_class") else "")
+    parts = [target, identity.get("gpu_name") or identity.get("jetson_module")]
+    for label, key in (("driver", "driver_version"), ("CUDA", "cuda_version"), ("torch", "torch_version"),
+                       ("TensorRT", "tensorrt_version"), ("L4T", "l4t_release")):
+        if identity.get(key):
+            parts.append(f"{label} {identity[key]}")
+    return ", ".join(p for p in parts if p)
+
+
+def describe_requirements(artifact: ArtifactInfo) -> str:
+    """What a machine must have to run the artifact's engines, in words."""
+    from compiler.identity import major_minor
+
+    words = []
+    for need in artifact.requirements():
+        terms = [need.arch]
+        if need.compute_capability:
+            terms.append(f"a GPU of compute capability {need.compute_capability}")
+        elif need.gpu:
+            terms.append("a CUDA GPU")
+        if need.torch_version:
+            terms.append(f"PyTorch {major_minor(need.torch_version)}")
+        if need.tensorrt_version:
+            terms.append(f"TensorRT {major_minor(need.tensorrt_version)}")
+        words.append(" + ".join(t for t in terms if t) or "any machine with the backend")
+    if artifact.engine_requirements is None:
+        words.append("(not recorded; judged from the target)")
+    return "; ".join(words) or "any machine with the backend"
 
 
 @artifacts_group.command("get")
@@ -122,7 +178,8 @@ def show_command(artifact_id: str, as_json: bool) -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Overwrite an existing file and skip the can-it-run-here check.",
+    help="Overwrite an existing file, and download even an engine that cannot run on this "
+    "machine (another architecture, GPU generation, or PyTorch/TensorRT version).",
 )
 @json_option
 def get_command(artifact_id: str, output: Path, force: bool, as_json: bool) -> None:
@@ -130,11 +187,12 @@ def get_command(artifact_id: str, output: Path, force: bool, as_json: bool) -> N
 
     Only a regular file is ever written (never a device, pipe or link), through a temporary
     file in the same folder that is renamed into place once its sha256 matches; an existing
-    file is kept unless --force.
+    file is kept unless --force. An engine that cannot run on this machine is refused with the
+    reason (exit code 2) unless --force is given.
     """
     from orchestrator import services
 
-    path = services.download_artifact(state().get_farm(), artifact_id, output, overwrite=force)
+    path = services.download_artifact(state().get_farm(), artifact_id, output, overwrite=force, force=force)
     if as_json:
         print_json({"artifact_id": artifact_id, "path": str(path)})
     else:

@@ -101,3 +101,18 @@ def test_backoff_grows_and_is_capped():
 
 def test_missing_job_is_dropped(farm):
     assert tasks.run_job(farm, "0" * 32, "w1")["outcome"] == "skipped"
+
+
+def test_artifact_records_the_identity_it_was_built_on_from_the_manifest(farm, tiny_model, tmp_path):
+    import compiler
+
+    job = _queued(farm, tiny_model)
+    assert tasks.run_job(farm, job.id, "w1")["outcome"] == "succeeded"
+    info = services.job_artifact(farm, job.id)
+    assert info is not None
+    assert info.built_on == compiler.local_identity().to_dict()
+    engine = services.download_artifact(farm, info.id, tmp_path / "engine.pt2")
+    manifest = compiler.read_manifest(engine)
+    assert info.built_on == manifest["built_on"]
+    assert info.engine_requirements == [n.to_dict() for n in compiler.program_requirements(manifest)]
+    assert info.problems_on(compiler.local_identity()) == []
