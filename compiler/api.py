@@ -73,10 +73,11 @@ def compile(
     with phase("frontend"):
         backend = get_backend(spec.backend)
         backend.check_spec(spec)
-        program = _on_device(_intake(model, spec, example_inputs), spec)
+        program = _intake(model, spec, example_inputs)
         signature = input_signature(program, spec)
     with phase("lowering"):
         _, gm, pass_timings = lower(program, LoweringSettings(spec))
+        _move_to_device(gm, spec)
     with phase("partitioning"):
         plan = _partition(gm, spec, backend)
     report = _report(spec, backend, plan, signature, pass_timings)
@@ -158,15 +159,36 @@ def _intake(model: ModelLike, spec: CompileSpec, example_inputs: Sequence[torch.
     raise InputMismatchError(f"cannot compile a {type(model).__name__}; pass an ExportedProgram, a .pt2 path or an nn.Module")
 
 
-def _on_device(program: torch.export.ExportedProgram, spec: CompileSpec) -> torch.export.ExportedProgram:
-    """A program for a CUDA device has its weights and the devices its ops name moved there, so
-    the PyTorch code between engines runs on the GPU too and tensors never visit the host."""
+def _move_to_device(gm: fx.GraphModule, spec: CompileSpec) -> None:
+    """For a CUDA device, the lowered program's weights and the devices its ops name move
+    there, so the PyTorch code between engines runs on the GPU too and tensors never visit the
+    host. The lowered graph is the compiler's own; its weights are new tensors, so the caller's
+    program stays the reference on its own device. (torch.export's ``move_to_device_pass`` does
+    this on an ExportedProgram, in place: on a deep copy it breaks programs whose inputs FX
+    renames, such as one named ``input``.)"""
     if not spec.device.startswith("cuda"):
-        return program
-    from torch.export.passes import move_to_device_pass
-
-    # the pass moves in place, and the caller's program stays the reference on its own device
-    return move_to_device_pass(copy.deepcopy(program), spec.device)
+        return
+    device = torch.device(spec.device)
+    for name, tensor in [*gm.named_parameters(), *gm.named_buffers()]:
+        owner, _, leaf = name.rpartition(".")
+        module = gm.get_submodule(owner) if owner else gm
+        moved = tensor.detach().to(device)
+        if leaf in module._parameters:
+            module._parameters[leaf] = torch.nn.Parameter(moved, requires_grad=False)
+        else:
+            module._buffers[leaf] = moved
+    for attr, value in list(vars(gm).items()):
+        if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
+            setattr(gm, attr, value.to(device))  # constants lifted as plain attributes
+    for node in gm.graph.nodes:
+        if "device" in node.kwargs:
+            node.kwargs = {**node.kwargs, "device": device}
+        if node.op == "call_function" and node.target is torch.ops.aten.to.device:
+            node.args = (node.args[0], device, *node.args[2:])
+        node.meta["val"] = torch.utils._pytree.tree_map_only(
+            torch.Tensor, lambda v: v.to(device), node.meta.get("val")
+        )
+    gm.recompile()
 
 
 def _partition(gm: fx.GraphModule, spec: CompileSpec, backend: Backend) -> PartitionPlan:
