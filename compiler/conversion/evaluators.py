@@ -39,6 +39,12 @@ SYM_TARGETS: frozenset[Any] = frozenset(
 )
 
 
+# The origin (``context.ORIGIN_KEY``) of ONNX nodes that evaluators emit, and every op type they
+# may emit: the sizes an engine rebuilds from its input shapes (``emit_sympy``).
+EVALUATOR_ORIGIN = "evaluator"
+EVALUATOR_ONNX_OPS = frozenset({"Shape", "Gather", "Add", "Mul", "Sub", "Div", "Mod", "Max", "Min"})
+
+
 def is_symbolic_int_node(node: fx.Node) -> bool:
     """A node whose value is an integer (static or symbolic) rather than a tensor."""
     val = fake_of(node)

@@ -154,7 +154,7 @@ def aten_t(
     return ctx.op("Transpose", args[0], perm=[1, 0])
 
 
-@converter(aten.expand.default, aten.expand_copy.default, onnx_ops={"Expand", "Concat", "Cast"})
+@converter(aten.expand.default, aten.expand_copy.default, onnx_ops={"Expand", "Concat", "Cast", "Reshape"})
 def aten_expand(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value:

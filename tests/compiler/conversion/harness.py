@@ -15,7 +15,12 @@ import onnxruntime as ort
 import torch
 
 from compiler.conversion import REGISTRY, convert_graph
-from compiler.conversion.evaluators import is_symbolic_int_node
+from compiler.conversion.context import ORIGIN_KEY
+from compiler.conversion.evaluators import (
+    EVALUATOR_ONNX_OPS,
+    EVALUATOR_ORIGIN,
+    is_symbolic_int_node,
+)
 from compiler.lowering import LoweringSettings, lower
 
 
@@ -68,6 +73,7 @@ def check_case(case: OpCase) -> None:
             unsupported.append(f"{node.target}: {reason}")
     assert not unsupported, f"nodes that would fall back: {unsupported}"
     converted = convert_graph(gm)
+    check_declared_ops(converted.model)
     proto = ir.to_proto(converted.model)
     onnx.checker.check_model(proto)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -88,6 +94,29 @@ def check_case(case: OpCase) -> None:
                 np.testing.assert_allclose(
                     got.astype(np.float64), want_np.astype(np.float64), atol=case.atol, rtol=case.rtol, err_msg=case.id
                 )
+
+
+# what convert_graph itself emits outside any converter: an Identity for an output that is an
+# input, an initializer or another output
+_GRAPH_OPS = frozenset({"Identity"})
+
+
+def check_declared_ops(model: ir.Model) -> None:
+    """Every ONNX node was emitted for a converter whose registry entry declares its op type (the
+    partitioner trusts that declaration), for an evaluator, or by the graph builder."""
+    by_name = {entry.name: entry for entry in REGISTRY}
+    undeclared: dict[str, set[str]] = {}
+    for node in model.graph:
+        origin = node.metadata_props.get(ORIGIN_KEY)
+        if origin is None:
+            allowed = _GRAPH_OPS
+        elif origin == EVALUATOR_ORIGIN:
+            allowed = EVALUATOR_ONNX_OPS
+        else:
+            allowed = by_name[origin].onnx_ops
+        if node.op_type not in allowed:
+            undeclared.setdefault(origin or "graph", set()).add(node.op_type)
+    assert not undeclared, f"ONNX ops emitted but not declared: {undeclared}"
 
 
 def _used_inputs(converted: Any, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
