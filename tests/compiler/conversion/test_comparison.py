@@ -183,7 +183,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_comparison_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 DECLINED = [

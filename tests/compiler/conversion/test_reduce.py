@@ -150,7 +150,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_reduce_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def test_cumprod_of_integers_is_declined() -> None:

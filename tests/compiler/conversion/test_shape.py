@@ -358,7 +358,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_shape_op_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def _converted_nodes(
