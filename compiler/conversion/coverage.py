@@ -2,9 +2,9 @@
 
 ``anchor_targets.txt`` (next to this file) is the checked-in list of the targets Torch-TensorRT
 registers converters for, with its source and date. Each target is covered by a converter in our
-registry, by an evaluator (symbolic sizes), by a lowering pass that removes it, or by the
-decomposition table (torch's decomposition leads to ops we convert); otherwise it is missing, and
-``NOT_CONVERTED`` says why.
+registry, by an evaluator (symbolic sizes), by a lowering pass that removes it, or by a
+decomposition (torch.export's own, or the lowering's table) into ops we convert; otherwise it is
+missing, and ``NOT_CONVERTED`` says why.
 """
 
 from __future__ import annotations
@@ -54,6 +54,14 @@ NOT_CONVERTED: dict[str, str] = {
     "torch.ops.tensorrt.dynamic_block_quantize_op.default": (
         "Torch-TensorRT's own quantization custom op, not an ATen op"
     ),
+}
+
+# Composite ops that torch.export itself decomposes while tracing, so no exported program holds
+# them; the value names what they become (tests/compiler/conversion/test_coverage.py checks it).
+EXPORT_DECOMPOSES: dict[str, str] = {
+    "torch.ops.aten.batch_norm.default": "aten._native_batch_norm_legit_no_training.default",
+    "torch.ops.aten.batch_norm": "aten._native_batch_norm_legit_no_training.default",
+    "torch.ops.aten.split.sizes": "aten.split_with_sizes.default",
 }
 
 STATUSES = ("converter", "evaluator", "lowering", "decomposed", "missing")
@@ -115,6 +123,8 @@ def coverage(targets: list[str] | None = None) -> list[TargetCoverage]:
             rows.append(TargetCoverage(name, "evaluator", "rebuilt from input shapes (evaluators.emit_sympy)"))
         elif obj is not None and obj in IDENTITIES:
             rows.append(TargetCoverage(name, "lowering", "removed by the remove_noop_ops pass"))
+        elif name in EXPORT_DECOMPOSES:
+            rows.append(TargetCoverage(name, "decomposed", f"torch.export emits {EXPORT_DECOMPOSES[name]} instead"))
         elif obj is not None and obj in decomposed:
             rows.append(TargetCoverage(name, "decomposed", "decomposed in lowering (torch's decomposition table)"))
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from compiler.conversion.coverage import (
+    EXPORT_DECOMPOSES,
     NOT_CONVERTED,
     anchor_source,
     anchor_targets,
@@ -40,3 +41,26 @@ def test_packets_resolve_to_their_default_overload_and_unknown_ops_to_none() -> 
     assert resolve("torch.ops.aten.matmul") is torch.ops.aten.matmul.default
     assert resolve("torch.ops.aten.add.Tensor") is torch.ops.aten.add.Tensor
     assert resolve("torch.ops.tensorrt.quantize_op.default") is None
+
+
+def test_ops_that_torch_export_decomposes_become_what_the_list_says() -> None:
+    import torch
+
+    from compiler.lowering import LoweringSettings, lower
+    from tests.compiler.conversion.harness import Fn
+
+    aten = torch.ops.aten
+    programs = {
+        "torch.ops.aten.batch_norm.default": (
+            Fn(lambda x, m, v: aten.batch_norm.default(x, None, None, m, v, False, 0.1, 1e-5, False)),
+            (torch.randn(2, 3, 4), torch.randn(3), torch.rand(3) + 0.5),
+        ),
+        "torch.ops.aten.split.sizes": (Fn(lambda x: aten.split.sizes(x, [1, 2], 1)), (torch.randn(2, 3),)),
+    }
+    programs["torch.ops.aten.batch_norm"] = programs["torch.ops.aten.batch_norm.default"]
+    assert set(programs) == set(EXPORT_DECOMPOSES)
+    for name, (module, inputs) in programs.items():
+        _, gm, _ = lower(torch.export.export(module, inputs), LoweringSettings())
+        targets = {str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
+        assert EXPORT_DECOMPOSES[name] in targets, (name, targets)
+        assert resolve(name) not in {n.target for n in gm.graph.nodes}
