@@ -235,7 +235,8 @@ def _mark_fallback(report: CompileReport, name: str, reason: str) -> None:
 
 
 def _symbol_ranges(gm: fx.GraphModule, signature: Sequence[InputInfo]) -> dict[str, tuple[int, int, int]]:
-    """symbol -> (min, opt, max) from the user inputs whose dimensions are plain symbols."""
+    """symbol -> (min, opt, max) from the user inputs whose dimensions are plain symbols; an
+    unbounded dimension's max is the spec's, else the stated default (``DimRange.engine_max``)."""
     ranges: dict[str, tuple[int, int, int]] = {}
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     for node, info in zip(placeholders, signature, strict=False):
@@ -244,8 +245,7 @@ def _symbol_ranges(gm: fx.GraphModule, signature: Sequence[InputInfo]) -> dict[s
             continue
         for size, rng, opt in zip(fake.shape, info.dims, info.opt, strict=False):
             if isinstance(size, torch.SymInt) and size.node.expr.is_Symbol:
-                upper = rng.max if rng.max is not None else max(opt, rng.min)
-                ranges.setdefault(str(size.node.expr), (rng.min, opt, upper))
+                ranges.setdefault(str(size.node.expr), (rng.min, opt, max(rng.engine_max, opt)))
     return ranges
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sympy
 import torch
 
 from compiler.errors import InputMismatchError, InvalidModelError, SpecError, UnsafeModelError
@@ -253,6 +254,13 @@ def _describe(source: str | Path | bytes) -> str:
 
 
 # ---------------------------------------------------------------------- input signature
+# A dimension exported without an upper bound (``Dim.AUTO``, ``Dim("n")`` with no ``max``) still
+# needs one where a backend builds for a range (TensorRT optimization profiles): the spec's
+# ``max`` if it gives one, else ``min * UNBOUNDED_MAX_FACTOR`` (the report lists it as
+# ``engine_max``). The compiled program itself keeps accepting any size.
+UNBOUNDED_MAX_FACTOR = 128
+
+
 @dataclass(frozen=True)
 class DimRange:
     min: int
@@ -261,6 +269,11 @@ class DimRange:
     @property
     def static(self) -> bool:
         return self.min == self.max
+
+    @property
+    def engine_max(self) -> int:
+        """The largest size a backend builds for: ``max``, or the stated default when unbounded."""
+        return self.max if self.max is not None else max(self.min, 1) * UNBOUNDED_MAX_FACTOR
 
     def __str__(self) -> str:
         return str(self.min) if self.static else f"{self.min}..{self.max if self.max is not None else 'inf'}"
@@ -302,6 +315,7 @@ class InputInfo:
             "min": [d.min for d in self.dims],
             "max": [d.max for d in self.dims],
             "opt": list(self.opt),
+            "engine_max": [d.engine_max for d in self.dims],
         }
 
     @classmethod
@@ -331,15 +345,25 @@ def input_signature(program: torch.export.ExportedProgram, spec: CompileSpec) ->
                 dims.append(DimRange(size, size))
             else:
                 vr = program.range_constraints.get(size.node.expr)
-                lower = int(vr.lower) if vr is not None else 0
-                upper = vr.upper if vr is not None else None
-                dims.append(DimRange(lower, None if upper is None or not upper.is_finite else int(upper)))
+                lower = _finite_bound(vr.lower) if vr is not None else None
+                dims.append(DimRange(lower or 0, _finite_bound(vr.upper) if vr is not None else None))
         spec_input = spec.input_named(name)
         if spec_input is not None:
             dims = _narrow(name, dims, spec_input, fake.dtype)
         opt = tuple(_opt_size(d, spec_input, axis) for axis, d in enumerate(dims))
         infos.append(InputInfo(name, fake.dtype, tuple(dims), opt))
     return infos
+
+
+def _finite_bound(value: Any) -> int | None:
+    """A range end as an int, or None for an infinite one. torch's ``int_oo`` claims to be a
+    finite integer to sympy, and ``int()`` on it (or on ``sympy.oo``) fails deep in mpmath, so
+    only genuine integers are converted."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, sympy.Integer):
+        return int(value)
+    return None
 
 
 def _narrow(name: str, dims: list[DimRange], spec: InputSpec, dtype: torch.dtype) -> list[DimRange]:

@@ -51,6 +51,12 @@ _BOOL_OPS = frozenset("Equal Greater GreaterOrEqual Less LessOrEqual Not And Or 
 _INT64_OPS = frozenset("Shape Size ArgMax ArgMin NonZero".split())
 
 
+# Every emitted ONNX node records the fx target it was emitted for under this metadata key, so
+# that tests can hold each converter to the op set its registry entry declares (the partitioner
+# trusts that declaration) and a reader can trace an ONNX node back to its ATen node.
+ORIGIN_KEY = "pkg.orchestrate.target"
+
+
 class ConversionError(Exception):
     """A node could not be converted; the partition it belongs to falls back to PyTorch."""
 
@@ -101,6 +107,8 @@ class ConversionContext:
         self._shape_cache: dict[int, ir.Value] = {}
         # symbol name -> (input value, dim index) for resolving symbolic integers
         self.symbol_sources: dict[str, tuple[ir.Value, int]] = {}
+        # the fx target being converted; recorded on every node emitted meanwhile (ORIGIN_KEY)
+        self.origin: str | None = None
         self._counter = 0
 
     # ------------------------------------------------------------------ emission
@@ -112,6 +120,7 @@ class ConversionContext:
         attributes = {k: v for k, v in attrs.items() if v is not None}
         out = self.tape.op(op_type, _trim(inputs), attributes or None)
         out.name = self._fresh(op_type)
+        self._mark_origin(out)
         self._annotate(out, op_type, inputs, attributes, dtype)
         return out
 
@@ -125,6 +134,7 @@ class ConversionContext:
     ) -> Sequence[ir.Value]:
         attributes = {k: v for k, v in attrs.items() if v is not None}
         outs = self.tape.op_multi_out(op_type, _trim(inputs), attributes or None, num_outputs=num_outputs)
+        self._mark_origin(outs[0])
         for i, out in enumerate(outs):
             out.name = self._fresh(op_type)
             given = dtypes[i] if dtypes is not None else None
@@ -155,6 +165,11 @@ class ConversionContext:
                 out.dtype = inputs[1].dtype
         elif op_type in _SAME_TYPE_OPS and inputs and inputs[0] is not None and inputs[0].dtype is not None:
             out.dtype = inputs[0].dtype
+
+    def _mark_origin(self, out: ir.Value) -> None:
+        producer = out.producer()
+        if self.origin is not None and producer is not None:
+            producer.metadata_props[ORIGIN_KEY] = self.origin
 
     def _fresh(self, prefix: str) -> str:
         self._counter += 1

@@ -16,7 +16,7 @@ import onnx_ir as ir
 import sympy
 import torch
 from torch import fx
-from torch.utils._sympy.functions import CeilDiv, FloorDiv, Mod, PythonMod
+from torch.utils._sympy.functions import CeilDiv, FloorDiv, Mod, PowByNatural, PythonMod
 
 from compiler.conversion.context import ConversionContext, ConversionError, fake_of
 
@@ -32,11 +32,20 @@ SYM_TARGETS: frozenset[Any] = frozenset(
         operator.floordiv,
         operator.mod,
         operator.neg,
+        operator.pow,
         torch.sym_max,
         torch.sym_min,
         torch.sym_int,
     }
 )
+
+
+# The origin (``context.ORIGIN_KEY``) of ONNX nodes that evaluators emit, and every op type they
+# may emit: the sizes an engine rebuilds from its input shapes (``emit_sympy``).
+EVALUATOR_ORIGIN = "evaluator"
+# a size raised to a larger power than this is not a size any engine input has
+_MAX_POWER = 8
+EVALUATOR_ONNX_OPS = frozenset({"Shape", "Gather", "Add", "Mul", "Sub", "Div", "Mod", "Max", "Min"})
 
 
 def is_symbolic_int_node(node: fx.Node) -> bool:
@@ -83,6 +92,13 @@ def emit_sympy(ctx: ConversionContext, expr: Any) -> ir.Value:
         return ctx.op("Div", ctx.op("Sub", ctx.op("Add", a, b), one), b)
     if isinstance(expr, (Mod, PythonMod)):
         return ctx.op("Mod", emit_sympy(ctx, expr.args[0]), emit_sympy(ctx, expr.args[1]))
+    if isinstance(expr, (sympy.Pow, PowByNatural)):
+        base, exponent = expr.args
+        if not exponent.is_Integer or not 0 <= int(exponent) <= _MAX_POWER:
+            raise ConversionError(f"cannot express symbolic size {expr} in ONNX (exponent {exponent})")
+        if int(exponent) == 0:
+            return ctx.const(1, torch.int64)
+        return _fold(ctx, "Mul", [base] * int(exponent))
     if isinstance(expr, sympy.Max):
         return _fold(ctx, "Max", expr.args)
     if isinstance(expr, sympy.Min):

@@ -22,6 +22,7 @@ from compiler.conversion.context import (
     sym_dim,
 )
 from compiler.conversion.evaluators import (
+    EVALUATOR_ORIGIN,
     evaluate_getitem,
     evaluate_symint,
     is_symbolic_int_node,
@@ -75,7 +76,9 @@ def convert_graph(
             if node not in ctx.env:
                 if not is_symbolic_int_node(node):
                     raise ConversionError(f"input {node.name} is neither a tensor nor an integer")
+                ctx.origin = EVALUATOR_ORIGIN
                 ctx.env[node] = evaluate_symint(ctx, node)
+                ctx.origin = None
         elif node.op == "get_attr":
             attr = _fetch_attr(gm, str(node.target))
             if not isinstance(attr, torch.Tensor):
@@ -123,6 +126,22 @@ def convert_graph(
 
 
 def _convert_node(ctx: ConversionContext, node: fx.Node) -> Any:
+    ctx.origin = origin_name(node.target)
+    try:
+        return _convert_call(ctx, node)
+    finally:
+        ctx.origin = None
+
+
+def origin_name(target: Any) -> str:
+    """What an emitted ONNX node records as its origin: ``str(OpOverload)`` (``aten.add.Tensor``)
+    for converted ops, ``EVALUATOR_ORIGIN`` for sizes and getitem."""
+    if isinstance(target, torch._ops.OpOverload) and target in REGISTRY:
+        return str(target)
+    return EVALUATOR_ORIGIN
+
+
+def _convert_call(ctx: ConversionContext, node: fx.Node) -> Any:
     args = fx.node.map_arg(node.args, lambda n: ctx.env[n])
     kwargs = fx.node.map_arg(node.kwargs, lambda n: ctx.env[n])
     if node.target is operator.getitem:

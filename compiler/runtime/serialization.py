@@ -132,7 +132,8 @@ def _dynamic_dims(gm: fx.GraphModule, signature: list[InputInfo]) -> list[Any]:
                 continue
             key = str(size.node.expr)
             if key not in by_symbol:
-                by_symbol[key] = torch.export.Dim(f"{info.name}_{axis}", min=rng.min, max=rng.max if rng.max is not None else int(2**31 - 2))
+                # an unbounded dimension stays unbounded in the saved program (max=None)
+                by_symbol[key] = torch.export.Dim(f"{info.name}_{axis}", min=rng.min, max=rng.max)
             axes[axis] = by_symbol[key]
         result.append(axes or None)
     return result

@@ -13,7 +13,7 @@ import torch
 from torch import fx
 
 from compiler.conversion.context import ConversionContext
-from compiler.conversion.converters._helpers import normalize_dim, out_dtype
+from compiler.conversion.converters._helpers import normalize_dim, out_dtype, used_outputs
 from compiler.conversion.converters.comparison import clip, max_min, select
 from compiler.conversion.converters.elementwise import (
     FLOATS,
@@ -320,3 +320,24 @@ def aten_glu(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwarg
         halves = ctx.op("Concat", half, half, axis=0)
     first, second = ctx.op_multi("Split", x, halves, num_outputs=2, dtypes=[dtype, dtype], axis=dim)
     return ctx.op("Mul", first, ctx.op("Sigmoid", second))
+
+
+# ----------------------------------------------------------------------------- dropout
+def _validate_native_dropout(node: fx.Node) -> str | None:
+    p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p")
+    train = node.args[2] if len(node.args) > 2 else node.kwargs.get("train")
+    if train is False or p == 0:
+        return None
+    return "dropout in training mode draws random masks; an inference engine does not"
+
+
+@converter(aten.native_dropout.default, onnx_ops={"Identity", "Expand", "Shape"}, validator=_validate_native_dropout)
+def aten_native_dropout(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[ir.Value, ir.Value | None]:
+    """native_dropout(Tensor input, float p, bool? train) -> (Tensor, Tensor)
+
+    In eval mode (or with p=0) the output is the input and the mask keeps every element."""
+    x = args[0]
+    mask = ctx.op("Expand", ctx.const(True), ctx.shape(x)) if 1 in used_outputs(node) else None
+    return ctx.op("Identity", x), mask

@@ -167,21 +167,45 @@ def _bitwise(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], bool_
     return ctx.op(bool_op if dtype == torch.bool else int_op, a, b)
 
 
-@converter(aten.bitwise_and.Tensor, aten.bitwise_and.Scalar, onnx_ops=_BITWISE_OPS, validator=_BITWISE)
+@converter(
+    aten.bitwise_and.Tensor,
+    aten.bitwise_and.Scalar,
+    aten.bitwise_and.Scalar_Tensor,
+    onnx_ops=_BITWISE_OPS,
+    validator=_BITWISE,
+)
 def aten_bitwise_and(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor"""
+    """bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor
+
+    Also bitwise_and.Scalar (Tensor self, Scalar other) and .Scalar_Tensor (Scalar self, Tensor other)."""
     return _bitwise(ctx, node, args, "And", "BitwiseAnd")
 
 
-@converter(aten.bitwise_or.Tensor, aten.bitwise_or.Scalar, onnx_ops=_BITWISE_OPS, validator=_BITWISE)
+@converter(
+    aten.bitwise_or.Tensor,
+    aten.bitwise_or.Scalar,
+    aten.bitwise_or.Scalar_Tensor,
+    onnx_ops=_BITWISE_OPS,
+    validator=_BITWISE,
+)
 def aten_bitwise_or(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor"""
+    """bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor
+
+    Also bitwise_or.Scalar (Tensor self, Scalar other) and .Scalar_Tensor (Scalar self, Tensor other)."""
     return _bitwise(ctx, node, args, "Or", "BitwiseOr")
 
 
-@converter(aten.bitwise_xor.Tensor, aten.bitwise_xor.Scalar, onnx_ops=_BITWISE_OPS, validator=_BITWISE)
+@converter(
+    aten.bitwise_xor.Tensor,
+    aten.bitwise_xor.Scalar,
+    aten.bitwise_xor.Scalar_Tensor,
+    onnx_ops=_BITWISE_OPS,
+    validator=_BITWISE,
+)
 def aten_bitwise_xor(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
-    """bitwise_xor.Tensor(Tensor self, Tensor other) -> Tensor"""
+    """bitwise_xor.Tensor(Tensor self, Tensor other) -> Tensor
+
+    Also bitwise_xor.Scalar (Tensor self, Scalar other) and .Scalar_Tensor (Scalar self, Tensor other)."""
     return _bitwise(ctx, node, args, "Xor", "BitwiseXor")
 
 

@@ -21,7 +21,7 @@ from compiler.conversion.registry import converter
 
 aten = torch.ops.aten
 
-_CONV_OPS = {"Conv", "ConvTranspose", "Unsqueeze", "Squeeze"}
+_CONV_OPS = {"Conv", "ConvTranspose", "Unsqueeze", "Squeeze", "Cast"}
 
 
 def _static_ints(values: Any) -> bool:

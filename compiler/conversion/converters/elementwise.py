@@ -170,6 +170,17 @@ def aten_div(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwarg
     return ctx.op("Div", a, b)
 
 
+@converter(
+    torch.ops.prims.div.default,
+    onnx_ops={"Div", "Cast"},
+    validator=validate_dtypes(NUMERIC, why="prims.div is not defined on bools"),
+)
+def prims_div(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+    """div(Tensor self, Tensor other) -> Tensor  (prims: integers truncate, floats divide)"""
+    a, b = promote(ctx, out_dtype(node), args[0], args[1])
+    return ctx.op("Div", a, b)  # ONNX integer Div truncates toward zero too
+
+
 def _div_trunc(ctx: ConversionContext, a: ir.Value, b: ir.Value, dtype: torch.dtype) -> ir.Value:
     if dtype in INTS:
         # ONNX integer Div truncates toward zero, as C and PyTorch's "trunc" mode do

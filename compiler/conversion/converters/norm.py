@@ -139,7 +139,8 @@ def _empty_stats(ctx: ConversionContext, node: fx.Node, index: int) -> ir.Value:
 
 @converter(
     aten._native_batch_norm_legit_no_training.default,
-    onnx_ops={"BatchNormalization"},
+    # Cast: statistics that are graph inputs of another dtype than x (fp16 x, fp32 statistics)
+    onnx_ops={"BatchNormalization", "Cast"},
     validator=_validate_batch_norm_eval,
 )
 def aten__native_batch_norm_legit_no_training(

@@ -66,6 +66,20 @@ def aten_sum(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwarg
     return _reduce_in_out_dtype(ctx, node, args, kwargs, "ReduceSum")
 
 
+def _validate_prims_sum(node: fx.Node) -> str | None:
+    if not fake_of(node.args[0]).dtype.is_floating_point:
+        # eager sums integers into int64 while the op's meta kernel says the input's dtype
+        return "prims.sum of integers: its recorded dtype disagrees with what it computes"
+    return None
+
+
+@converter(torch.ops.prims.sum.default, onnx_ops={"ReduceSum", "Cast"}, validator=_validate_prims_sum)
+def prims_sum(ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ir.Value:
+    """sum(Tensor inp, int[]? dims, *, ScalarType? output_dtype=None) -> Tensor"""
+    x = ctx.cast(args[0], out_dtype(node))
+    return _reduce(ctx, "ReduceSum", x, _reduce_dims(args[1], _input_rank(ctx, node)), keepdim=False)
+
+
 def _reduce_in_out_dtype(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any], onnx_op: str
 ) -> ir.Value:

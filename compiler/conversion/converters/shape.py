@@ -106,12 +106,15 @@ def _reshape_spec(
     aten.view.default,
     aten._unsafe_view.default,
     aten.reshape.default,
+    aten._reshape_copy.default,
     onnx_ops={"Reshape", "Concat", "Cast"},
 )
 def aten_view(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value:
-    """view(Tensor(a) self, SymInt[] size) -> Tensor(a)"""
+    """view(Tensor(a) self, SymInt[] size) -> Tensor(a)
+
+    Also _unsafe_view, reshape and _reshape_copy, which take the same arguments."""
     target, allowzero = _reshape_spec(ctx, node, args[1])
     return ctx.op("Reshape", args[0], target, allowzero=1 if allowzero else None)
 
@@ -154,7 +157,7 @@ def aten_t(
     return ctx.op("Transpose", args[0], perm=[1, 0])
 
 
-@converter(aten.expand.default, aten.expand_copy.default, onnx_ops={"Expand", "Concat", "Cast"})
+@converter(aten.expand.default, aten.expand_copy.default, onnx_ops={"Expand", "Concat", "Cast", "Reshape"})
 def aten_expand(
     ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ir.Value:
@@ -334,6 +337,92 @@ def aten_unbind(
     return tuple(
         ctx.op("Gather", args[0], ctx.const(i, torch.int64), axis=axis) for i in range(count)
     )
+
+
+# ------------------------------------------------------------------------------ diagonal
+def _diagonal_dims(node: fx.Node) -> tuple[int, int, int]:
+    rank = fake_of(node.args[0]).dim()
+    offset = argument(node.args, node.kwargs, 1, "offset", 0)
+    dim1 = argument(node.args, node.kwargs, 2, "dim1", 0)
+    dim2 = argument(node.args, node.kwargs, 3, "dim2", 1)
+    return int(offset), normalize_dim(int(dim1), rank), normalize_dim(int(dim2), rank)
+
+
+def _validate_diagonal(node: fx.Node) -> str | None:
+    shape = fake_of(node.args[0]).shape
+    _, dim1, dim2 = _diagonal_dims(node)
+    if not isinstance(shape[dim1], int) or not isinstance(shape[dim2], int):
+        return "the two diagonal dimensions must have static sizes"
+    return None
+
+
+@converter(aten.diagonal.default, onnx_ops={"Transpose", "Reshape", "Gather"}, validator=_validate_diagonal)
+def aten_diagonal(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
+    """diagonal(Tensor(a) self, int offset=0, int dim1=0, int dim2=1) -> Tensor(a)
+
+    The two dims move last and flatten into one; the diagonal is a Gather of fixed positions."""
+    offset, dim1, dim2 = _diagonal_dims(node)
+    shape = fake_of(node.args[0]).shape
+    rank = len(shape)
+    rows, cols = int(shape[dim1]), int(shape[dim2])
+    rest = [d for d in range(rank) if d not in (dim1, dim2)]
+    perm = [*rest, dim1, dim2]
+    x = args[0] if perm == list(range(rank)) else ctx.op("Transpose", args[0], perm=perm)
+    first_row = max(0, -offset)
+    length = max(0, min(rows - first_row, cols - max(0, offset)))
+    flat = ctx.op("Reshape", x, ctx.ints([0] * len(rest) + [rows * cols]))
+    positions = [(first_row + k) * cols + first_row + k + offset for k in range(length)]
+    return ctx.op("Gather", flat, ctx.ints(positions), axis=len(rest))
+
+
+# ----------------------------------------------------------------------------- as_strided
+def _strided_view(node: fx.Node) -> tuple[list[int], list[int], int] | None:
+    """as_strided's sizes, strides and storage offset when all are compile-time ints."""
+    sizes, strides = node.args[1], node.args[2]
+    offset = node.args[3] if len(node.args) > 3 else node.kwargs.get("storage_offset")
+    offset = 0 if offset is None else offset
+    if not isinstance(sizes, (list, tuple)) or not isinstance(strides, (list, tuple)):
+        return None
+    if not all(isinstance(v, int) for v in [*sizes, *strides, offset]):
+        return None
+    return [int(v) for v in sizes], [int(v) for v in strides], int(offset)  # type: ignore[arg-type, call-overload]
+
+
+def _validate_as_strided(node: fx.Node) -> str | None:
+    view = _strided_view(node)
+    if view is None or static_shape(node.args[0]) is None:
+        return "as_strided needs static sizes, strides, offset and input shape"
+    source = fake_of(node.args[0])
+    if not source.is_contiguous() or source.storage_offset() != 0:
+        return "as_strided reads storage; only a contiguous input's storage is its values"
+    sizes, strides, offset = view
+    if any(s < 0 for s in strides):
+        return "negative strides"
+    last = offset + sum((n - 1) * s for n, s in zip(sizes, strides, strict=True))
+    if all(n > 0 for n in sizes) and last >= source.numel():
+        return "as_strided reaches outside the input's elements"
+    return None
+
+
+@converter(aten.as_strided.default, onnx_ops={"Reshape", "Gather"}, validator=_validate_as_strided)
+def aten_as_strided(
+    ctx: ConversionContext, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ir.Value:
+    """as_strided(Tensor(a) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a)
+
+    On a contiguous input the storage is the flattened values: a Gather of fixed positions."""
+    view = _strided_view(node)
+    assert view is not None  # the validator saw to it
+    sizes, strides, offset = view
+    positions = torch.full(sizes, offset, dtype=torch.int64)
+    for axis, (size, stride) in enumerate(zip(sizes, strides, strict=True)):
+        shape = [1] * len(sizes)
+        shape[axis] = size
+        positions = positions + (torch.arange(size, dtype=torch.int64) * stride).reshape(shape)
+    flat = ctx.op("Reshape", args[0], ctx.ints([-1]))
+    return ctx.op("Gather", flat, ctx.const(positions), axis=0)
 
 
 # ------------------------------------------------------------------------------- slicing

@@ -9,7 +9,7 @@ from torch import fx
 from compiler.lowering.passes import LoweringSettings, PassResult
 
 aten = torch.ops.aten
-_IDENTITIES = {
+IDENTITIES = {
     aten.detach.default,
     aten.alias.default,
     aten.clone.default,
@@ -21,7 +21,7 @@ _IDENTITIES = {
 def _is_noop(node: fx.Node) -> bool:
     if node.op != "call_function":
         return False
-    if node.target in _IDENTITIES:
+    if node.target in IDENTITIES:
         return True
     if node.target is aten.dropout.default:
         train = node.args[2] if len(node.args) > 2 else node.kwargs.get("train", False)

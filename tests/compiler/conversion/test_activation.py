@@ -105,12 +105,23 @@ CASES = [
         dynamic=[{0: (1, 8)}, None],
         more_inputs=[[spread(5, 4, 3), torch.rand(4)]],
     ),
+
+    # --------------------------------------------------------------- native_dropout (eval)
+    OpCase("native_dropout_eval_output_and_mask", Fn(lambda x: aten.native_dropout.default(x, 0.5, False)), [spread(3, 4)]),
+    OpCase("native_dropout_p0_in_training", Fn(lambda x: aten.native_dropout.default(x, 0.0, True)[0] + 1), [spread(5)]),
+    OpCase(
+        "native_dropout_eval_dynamic",
+        Fn(lambda x: aten.native_dropout.default(x, 0.2, False)),
+        [spread(2, 3)],
+        dynamic=DYN,
+        more_inputs=[[spread(6, 3)]],
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_activation_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 DECLINED = [
@@ -119,6 +130,12 @@ DECLINED = [
     ("prelu_float64_has_no_ort_kernel", lambda x, w: F.prelu(x, w), [f32(2, 3).double(), torch.rand(3).double()], aten.prelu.default),
     ("celu_alpha_zero_divides_by_zero", lambda x: F.celu(x, alpha=0.0), [f32(3)], aten.celu.default),
     ("relu_bool", torch.relu, [torch.rand(3) > 0.5], aten.relu.default),
+    (
+        "native_dropout_in_training_is_random",
+        lambda x: aten.native_dropout.default(x, 0.5, True)[0],
+        [f32(3)],
+        aten.native_dropout.default,
+    ),
 ]
 
 

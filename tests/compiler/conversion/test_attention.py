@@ -173,7 +173,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_attention_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def _sdpa_node(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.fx.Node:

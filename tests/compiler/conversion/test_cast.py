@@ -53,7 +53,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_cast_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def test_to_dtype_reaches_the_graph_as_to_copy() -> None:

@@ -178,12 +178,24 @@ CASES = [
         dynamic=DYN,
         more_inputs=[[f32(6, 3), f32(6, 3)]],
     ),
+
+    # ------------------------------------------------------ bitwise with a scalar first operand
+    OpCase("bitwise_and_scalar_tensor", Fn(lambda x: torch.ops.aten.bitwise_and.Scalar_Tensor(6, x)), [torch.randint(-9, 9, (8,))]),
+    OpCase("bitwise_or_scalar_tensor_int32", Fn(lambda x: torch.ops.aten.bitwise_or.Scalar_Tensor(5, x)), [torch.randint(-9, 9, (8,), dtype=torch.int32)]),
+    OpCase("bitwise_xor_scalar_tensor_bool", Fn(lambda x: torch.ops.aten.bitwise_xor.Scalar_Tensor(True, x)), [torch.rand(6) > 0.5]),
+    OpCase(
+        "bitwise_and_scalar_tensor_dynamic",
+        Fn(lambda x: torch.ops.aten.bitwise_and.Scalar_Tensor(3, x)),
+        [torch.randint(0, 16, (3,))],
+        dynamic=[{0: (1, 8)}],
+        more_inputs=[[torch.randint(0, 16, (6,))]],
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_comparison_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 DECLINED = [

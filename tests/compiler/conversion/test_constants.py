@@ -170,7 +170,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_factory_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def test_position_ids_over_a_dynamic_sequence_are_computed_at_run_time() -> None:

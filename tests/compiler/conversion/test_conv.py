@@ -207,7 +207,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_convolution_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def _lowered(module: nn.Module, *inputs: torch.Tensor) -> torch.fx.GraphModule:

@@ -246,12 +246,24 @@ CASES = [
         dynamic=DYN,
         more_inputs=[[ints(6, 4), nonzero(6, 4)]],
     ),
+
+    # ------------------------------------------------------------------------ prims.div
+    OpCase("prims_div_float", Fn(torch.ops.prims.div.default), [f32(2, 3), pos(2, 3)]),
+    OpCase("prims_div_int_truncates", Fn(torch.ops.prims.div.default), [ints(12), nonzero(12)]),
+    OpCase("prims_div_int32", Fn(torch.ops.prims.div.default), [ints(8, dtype=torch.int32), nonzero(8, dtype=torch.int32)]),
+    OpCase(
+        "prims_div_dynamic",
+        Fn(torch.ops.prims.div.default),
+        [ints(3), nonzero(3)],
+        dynamic=DYN,
+        more_inputs=[[ints(7), nonzero(7)]],
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_elementwise_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def decline_reason(fn: Any, inputs: list[torch.Tensor], target: Any) -> str | None:

@@ -371,7 +371,7 @@ CASES = [
 @pytest.mark.filterwarnings("ignore:The reduce argument of torch.scatter:UserWarning")
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_index_op_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def _nodes_of(

@@ -109,7 +109,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_matmul_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def _lowered_ops(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[ir.Node]:

@@ -203,7 +203,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_normalization_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def _onnx_ops(module: nn.Module, *inputs: torch.Tensor) -> list[str]:

@@ -121,7 +121,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_pad_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def test_negative_reflect_padding_is_declined() -> None:

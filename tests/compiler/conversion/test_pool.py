@@ -169,7 +169,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_pooling_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def _node(module: nn.Module, x: torch.Tensor, target: torch._ops.OpOverload) -> torch.fx.Node:

@@ -145,12 +145,25 @@ CASES = [
     OpCase("cumprod_zeros_and_signs", Fn(lambda x: torch.cumprod(x, -1)), [torch.tensor([[-2.0, 0.5, -1.0, 0.0, 3.0], [1.0, -1.0, -1.0, -1.0, 2.0]])]),
     OpCase("cumprod_fp16", Fn(lambda x: torch.cumprod(x, 0)), [_r(4, 3, dtype=F16)], **FP16),
     OpCase("cumprod_dynamic", Fn(lambda x: torch.cumprod(x, 1)), [_r(3, 5)], dynamic=DYN, more_inputs=[[_r(6, 5)]], atol=1e-5, rtol=1e-4),
+
+    # ------------------------------------------------------------------------ prims.sum
+    OpCase("prims_sum_dim", Fn(lambda x: torch.ops.prims.sum.default(x, [1])), [_r(3, 4)]),
+    OpCase("prims_sum_several_dims", Fn(lambda x: torch.ops.prims.sum.default(x, [0, 2])), [_r(2, 3, 4)]),
+    OpCase("prims_sum_empty_dims_reduces_all", Fn(lambda x: torch.ops.prims.sum.default(x, [])), [_r(2, 3)]),
+    OpCase("prims_sum_float16", Fn(lambda x: torch.ops.prims.sum.default(x, [1])), [_r(4, 3, dtype=torch.float16)], atol=1e-2, rtol=1e-2),
+    OpCase(
+        "prims_sum_dynamic",
+        Fn(lambda x: torch.ops.prims.sum.default(x, [0])),
+        [_r(2, 5)],
+        dynamic=DYN,
+        more_inputs=[[_r(7, 5)]],
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_reduce_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def test_cumprod_of_integers_is_declined() -> None:
@@ -161,3 +174,13 @@ def test_cumprod_of_integers_is_declined() -> None:
     assert entry is not None
     reason = entry.validator(node)
     assert reason is not None and "integer" in reason
+
+
+def test_prims_sum_of_integers_is_declined() -> None:
+    program = torch.export.export(Fn(lambda x: torch.ops.prims.sum.default(x, [0])), (_r(4, 3, dtype=torch.int32),))
+    _, gm, _ = lower(program, LoweringSettings())
+    node = next(n for n in gm.graph.nodes if n.target is torch.ops.prims.sum.default)
+    entry = REGISTRY.get(torch.ops.prims.sum.default)
+    assert entry is not None
+    reason = entry.validator(node)
+    assert reason is not None and "integers" in reason

@@ -167,7 +167,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_resize_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def _resize_node(fn: Any, x: torch.Tensor) -> torch.fx.Node:

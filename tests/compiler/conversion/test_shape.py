@@ -353,12 +353,46 @@ CASES = [
         dynamic=[BATCH, None],
         more_inputs=[[R(5, 3), R(1, 3)]],
     ),
+
+    # ----------------------------------------------------------- diagonal, as_strided, _reshape_copy
+    OpCase("diagonal_default", Fn(torch.diagonal), [R(3, 4)]),
+    OpCase("diagonal_positive_offset", Fn(lambda x: torch.diagonal(x, 1)), [R(3, 4)]),
+    OpCase("diagonal_negative_offset_and_dims", Fn(lambda x: torch.diagonal(x, -1, 2, 0)), [R(4, 2, 3)]),
+    OpCase("diagonal_negative_dims", Fn(lambda x: torch.diagonal(x, 0, -1, -2)), [R(2, 3, 5)]),
+    OpCase("diagonal_offset_past_the_end_is_empty", Fn(lambda x: torch.diagonal(x, 5)), [R(3, 4)]),
+    OpCase("diagonal_int", Fn(lambda x: torch.diagonal(x, 0, 1, 2)), [ints(2, 3, 3)]),
+    OpCase(
+        "diagonal_dynamic_batch",
+        Fn(lambda x: torch.diagonal(x, 1, 1, 2)),
+        [R(2, 3, 4)],
+        dynamic=[BATCH],
+        more_inputs=[[R(5, 3, 4)]],
+    ),
+    OpCase("as_strided_transposed_window", Fn(lambda x: torch.as_strided(x, (2, 2), (1, 2), 1)), [R(3, 4)]),
+    OpCase("as_strided_overlapping_rows", Fn(lambda x: x.as_strided((3, 4), (2, 1))), [R(10)]),
+    OpCase("as_strided_of_a_computed_tensor", Fn(lambda x: (x * 2).as_strided((2, 3), (3, 1), 2)), [R(2, 4)]),
+    OpCase("as_strided_int_broadcast_stride_0", Fn(lambda x: x.as_strided((3, 2), (0, 1))), [ints(4)]),
+    OpCase("reshape_copy", Fn(lambda x: torch.ops.aten._reshape_copy.default(x, [3, -1])), [R(2, 3)]),
+    OpCase(
+        "reshape_copy_dynamic",
+        Fn(lambda x: torch.ops.aten._reshape_copy.default(x, [x.shape[0] * 3, -1])),
+        [R(2, 3, 4)],
+        dynamic=[BATCH],
+        more_inputs=[[R(7, 3, 4)]],
+    ),
+    OpCase(
+        "size_squared_is_rebuilt_from_the_input_shape",
+        Fn(lambda x: x.new_ones(x.shape[0] ** 2) * x.sum()),
+        [R(2, 3)],
+        dynamic=[BATCH],
+        more_inputs=[[R(5, 3)]],
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_shape_op_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 def _converted_nodes(

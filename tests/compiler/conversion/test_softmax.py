@@ -54,7 +54,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_softmax_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
 
 
 @pytest.mark.parametrize(

@@ -57,4 +57,4 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_sort_matches_eager(case: OpCase) -> None:
-    check_case(case)
+    check_case(case, CASES)
