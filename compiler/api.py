@@ -166,9 +166,13 @@ def _move_to_device(gm: fx.GraphModule, spec: CompileSpec) -> None:
     program stays the reference on its own device. (torch.export's ``move_to_device_pass`` does
     this on an ExportedProgram, in place: on a deep copy it breaks programs whose inputs FX
     renames, such as one named ``input``.)"""
-    if not spec.device.startswith("cuda"):
-        return
-    device = torch.device(spec.device)
+    if spec.device.startswith("cuda"):
+        move_graph_to_device(gm, torch.device(spec.device))
+
+
+def move_graph_to_device(gm: fx.GraphModule, device: torch.device) -> None:
+    """Weights, constants, the devices that ops name and the recorded fake values of ``gm``
+    move to ``device``; the tensors are new ones (shared weights elsewhere stay put)."""
     for name, tensor in [*gm.named_parameters(), *gm.named_buffers()]:
         owner, _, leaf = name.rpartition(".")
         module = gm.get_submodule(owner) if owner else gm

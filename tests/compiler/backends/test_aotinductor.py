@@ -144,3 +144,30 @@ def test_cpu_package_requires_its_architecture_and_pytorch_release(compiled_smal
     problems = compatibility_problems(needs, DeviceIdentity(arch="aarch64", torch_version="2.8.0"))
     assert any("built for x86_64" in p for p in problems)
     assert any("needs PyTorch" in p for p in problems)
+
+
+def test_a_cuda_program_is_moved_to_its_device_without_touching_the_callers_weights() -> None:
+    # "meta" stands in for the GPU here: the same moves, checkable without one
+    from compiler.api import move_graph_to_device
+    from compiler.lowering import LoweringSettings, lower
+
+    class WithFactory(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(4, 4)
+
+        def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002  (FX renames this name)
+            return self.linear(input) + torch.ones(4)
+
+    model = WithFactory().eval()
+    program = torch.export.export(model, (torch.randn(2, 4),))
+    _, gm, _ = lower(program, LoweringSettings(spec()))
+    move_graph_to_device(gm, torch.device("meta"))
+    assert {t.device.type for t in [*gm.parameters(), *gm.buffers()]} == {"meta"}
+    devices = [n.kwargs["device"] for n in gm.graph.nodes if "device" in n.kwargs]
+    assert devices and all(torch.device(d).type == "meta" for d in devices)
+    for node in gm.graph.nodes:
+        if isinstance(node.meta.get("val"), torch.Tensor):
+            assert node.meta["val"].device.type == "meta"
+    assert model.linear.weight.device.type == "cpu"
+    assert all(t.device.type == "cpu" for t in program.state_dict.values())
