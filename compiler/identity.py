@@ -167,20 +167,12 @@ def compatibility_problems(needs: EngineRequirements, here: DeviceIdentity) -> l
             f"(compute capability {needs.compute_capability}) and this GPU is "
             f"{gpu_device_class(here.compute_capability)}"
         )
-    if needs.torch_version is not None:
-        have = major_minor(here.torch_version)
-        if have != major_minor(needs.torch_version):
-            problems.append(
-                f"it needs PyTorch {major_minor(needs.torch_version)} and this machine has "
-                f"{here.torch_version or 'none'}"
-            )
-    if needs.tensorrt_version is not None:
-        have = major_minor(here.tensorrt_version)
-        if have != major_minor(needs.tensorrt_version):
-            problems.append(
-                f"it needs TensorRT {major_minor(needs.tensorrt_version)} and this machine has "
-                f"{here.tensorrt_version or 'none'}"
-            )
+    for library, needed, have in (
+        ("PyTorch", needs.torch_version, here.torch_version),
+        ("TensorRT", needs.tensorrt_version, here.tensorrt_version),
+    ):
+        if needed is not None and major_minor(have) != major_minor(needed):
+            problems.append(f"it needs {library} {major_minor(needed)} and this machine has {have or 'none'}")
     return problems
 
 

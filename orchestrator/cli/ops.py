@@ -29,7 +29,21 @@ def ops_command(backend: str | None, missing: bool, as_json: bool) -> None:
 
     supported = None
     if backend is not None:
-        supported = get_backend(backend, require_available=False).supported_onnx_ops(compiler.CompileSpec(backend=backend))  # type: ignore[arg-type]
+        chosen = get_backend(backend, require_available=False)
+        if chosen.consumes == "fx":
+            # no converter table: the backend takes the ATen graph and decides per node
+            note = (
+                f"{backend} consumes ATen FX graphs, not ONNX: it runs every node Inductor has a "
+                "lowering, a decomposition or a device kernel for (decided per node at compile "
+                "time; see `orchestrate compile --dry-run --backend "
+                f"{backend}` for a model's partition table)"
+            )
+            if as_json:
+                print_json({"backend": backend, "consumes": "fx", "converters": None, "note": note})
+            else:
+                click.echo(note)
+            return
+        supported = chosen.supported_onnx_ops(compiler.CompileSpec(backend=backend))
     rows: list[dict[str, Any]] = []
     for entry in REGISTRY:
         if supported is not None and not entry.onnx_ops <= supported:

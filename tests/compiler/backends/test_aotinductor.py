@@ -171,3 +171,27 @@ def test_a_cuda_program_is_moved_to_its_device_without_touching_the_callers_weig
             assert node.meta["val"].device.type == "meta"
     assert model.linear.weight.device.type == "cpu"
     assert all(t.device.type == "cpu" for t in program.state_dict.values())
+
+
+def test_ops_command_says_the_fx_backend_decides_per_node() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from orchestrator.cli.ops import ops_command
+
+    result = CliRunner().invoke(ops_command, ["--backend", "aotinductor", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["consumes"] == "fx"
+
+
+def test_dry_run_with_the_fx_backend_prints_the_partition_table(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from orchestrator.cli.compile import compile_command
+
+    path = tmp_path / "small.pt2"
+    torch.export.save(torch.export.export(SmallNet().eval(), (torch.randn(2, 3, 8, 8),)), path)
+    result = CliRunner().invoke(compile_command, [str(path), "--dry-run", "--backend", "aotinductor", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"backend": "aotinductor"' in result.output
