@@ -153,3 +153,20 @@ def test_compile_error_fails_the_job_with_its_kind_and_wait_exits_1(farm, tiny_m
     result = cli(farm, "wait", job.id)
     assert result.exit_code == 1
     assert job.error_kind in result.output
+
+
+def test_fx_backend_job_builds_validates_and_records_its_identity(farm, tiny_model):
+    """The aotinductor backend through the farm, on the CPU: the FX-consuming path, its
+    package inside our .pt2, validation, and the device identity the artifact records."""
+    from compiler.backends import get_backend
+
+    if not get_backend("aotinductor", require_available=False).available():
+        pytest.skip("aotinductor needs a C++ compiler")
+    spec = services.resolve_spec({"backend": "aotinductor", "partitioning": {"min_block_size": 1}, "validation": {"samples": 4}})
+    (job,) = services.submit(farm, tiny_model, [Target("x86_64")], spec).jobs
+    assert job.state == "succeeded", job.error_message
+    info = services.get_artifact(farm, job.artifact_id)
+    assert info.backend == "aotinductor" and info.device_class is None
+    assert info.built_on["arch"] == "x86_64" and info.built_on["torch_version"]
+    results = services.results(farm, job.artifact_id)
+    assert results and all(r.passed for r in results)
