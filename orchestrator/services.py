@@ -21,12 +21,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import OperationalError as DBOperationalError
 from sqlalchemy.exc import ProgrammingError as DBProgrammingError
 from sqlalchemy.orm import Session
 
+from orchestrator import jobs as lifecycle
 from orchestrator import models as m
 from orchestrator.celery_app import COMPILE_TASK, FarmCelery, get_app, make_app
 from orchestrator.db import is_missing_schema, session_scope
@@ -832,15 +833,11 @@ def submit(
             )
             hit = _cached_artifact(session, sha, spec_row.sha256, spec.backend, target, live)
             if hit is not None:
-                job.state = m.JobState.SUCCEEDED
-                # The id, not the relationship: the relationship's post-update costs an UPDATE.
-                job.artifact_id = hit.id
-                job.finished_at = now
+                lifecycle.opened(job, now, artifact_id=hit.id)
             else:
-                job.state = m.JobState.QUEUED
-                job.queued_at = now
-                job.celery_task_id = uuid.uuid4().hex
-                to_enqueue.append((job.id, job.queue, job.celery_task_id))
+                task_id = uuid.uuid4().hex
+                lifecycle.opened(job, now, task_id=task_id)
+                to_enqueue.append((job.id, job.queue, task_id))
                 if not any(target.queue in (w.queues or []) for w in live):
                     warnings.append(
                         f"no live worker serves {target.queue}: job {job.id} waits until one "
@@ -924,16 +921,8 @@ def enqueue(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
         return None
     sent_ids = [job_id for job_id, _, _ in items]
     with farm.session() as session:
-        session.execute(
-            update(m.Job)
-            .where(m.Job.id.in_(sent_ids), m.Job.state == m.JobState.QUEUED)
-            .values(
-                state=m.JobState.FAILED,
-                error_kind="enqueue_failed",
-                error_message=message + "; run `orchestrate retry JOB` once it is back",
-                finished_at=m.utcnow(),
-            )
-        )
+        for job_id in sent_ids:
+            lifecycle.fail_enqueue(session, job_id, message + "; run `orchestrate retry JOB` once it is back", m.utcnow())
     return message
 
 
@@ -1253,14 +1242,40 @@ def cancel(farm: Farm, ref: str) -> JobInfo:
         if job.state.is_final:
             raise InvalidStateError(f"job {job.id} already {job.state.value}; nothing to cancel")
         was_running = job.state == m.JobState.RUNNING
-        job.state = m.JobState.CANCELLED
-        job.finished_at = m.utcnow()
-        job.phase = None
         task_id = job.celery_task_id
         job_id = job.id
+        if not lifecycle.cancel(session, job_id, m.utcnow()):
+            raise InvalidStateError(f"job {job_id} finished while it was being cancelled; nothing to cancel")
     if task_id:
         _revoke(farm, task_id, terminate=was_running)
     return get_job(farm, job_id)
+
+
+def reap_stale(farm: Farm, *, max_attempts: int = lifecycle.MAX_ATTEMPTS) -> list[tuple[str, str]]:
+    """Jobs running on workers that stopped heartbeating: queued again under a new message
+    (up to ``max_attempts`` attempts) or failed as ``worker_lost``. Safe to run from every
+    worker at once: each row changes for one of them. Returns (job id, new state) pairs."""
+    now = m.utcnow()
+    outcomes: list[tuple[str, str]] = []
+    requeued: list[tuple[str, str, str]] = []
+    with farm.session() as session:
+        live = {w.name for w in _live_workers(session, now)}
+        running = session.execute(
+            select(m.Job.id, m.Job.worker_name, m.Job.attempts, m.Job.queue, m.Job.started_at)
+            .where(m.Job.state == m.JobState.RUNNING)
+        ).all()
+        for job_id, worker, attempts, queue, started in running:
+            if worker is None or worker in live or (started is not None and now - started < LIVE_WINDOW):
+                continue
+            task_id = uuid.uuid4().hex
+            outcome = lifecycle.reap(session, job_id, worker, task_id, now, max_attempts=max_attempts, attempts=attempts or 0)
+            if outcome is not None:
+                outcomes.append((job_id, outcome))
+                if outcome == "queued":
+                    requeued.append((job_id, queue, task_id))
+    if requeued:
+        enqueue(farm, requeued)
+    return outcomes
 
 
 def _revoke(farm: Farm, task_id: str, *, terminate: bool) -> None:
@@ -1280,18 +1295,10 @@ def retry(farm: Farm, ref: str) -> JobInfo:
             raise InvalidStateError(
                 f"job {job.id} is {job.state.value}; only failed or cancelled jobs can be retried"
             )
-        job.state = m.JobState.QUEUED
-        job.queued_at = m.utcnow()
-        job.started_at = None
-        job.finished_at = None
-        job.phase = None
-        job.phase_timings = {}
-        job.error_kind = None
-        job.error_message = None
-        job.worker_name = None
-        job.artifact_id = None
-        job.celery_task_id = uuid.uuid4().hex
-        item = (job.id, job.queue, job.celery_task_id)
+        task_id = uuid.uuid4().hex
+        item = (job.id, job.queue, task_id)
+        if not lifecycle.retry(session, job.id, task_id, m.utcnow()):
+            raise InvalidStateError(f"job {job.id} changed while it was being retried; look at it again")
     failed = enqueue(farm, [item])
     if failed:
         raise UnreachableError(failed)

@@ -154,10 +154,20 @@ class Heartbeat(threading.Thread):
                 .values(last_heartbeat=m.utcnow(), state=m.WorkerState.ONLINE)
             )
 
+    #: every this many beats the worker also reaps jobs of workers that stopped heartbeating
+    REAP_EVERY = 6
+
     def run(self) -> None:
+        from orchestrator.services import reap_stale
+
+        beats = 0
         while not self._stop_event.wait(self.interval):
+            beats += 1
             try:
                 self.beat()
+                if beats % self.REAP_EVERY == 0:
+                    for job_id, outcome in reap_stale(self.farm):
+                        log.warning("job %s: its worker stopped heartbeating; now %s", job_id, outcome)
             except UnreachableError as exc:
                 # The worker keeps compiling; it shows as gone until the database is back.
                 log.warning("heartbeat failed: %s", exc)

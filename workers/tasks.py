@@ -32,6 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import OperationalError as DBOperationalError
 
+from orchestrator import jobs as lifecycle
 from orchestrator import models as m
 from orchestrator.celery_app import COMPILE_TASK, FarmCelery
 from orchestrator.services import Farm, UnreachableError, farm_for, load_program
@@ -115,15 +116,12 @@ def _artifact_key(job: m.Job, model_sha: str, spec_sha: str, version: str) -> st
     )
 
 
-def _finish_with(job: m.Job, artifact: m.Artifact) -> None:
-    job.state = m.JobState.SUCCEEDED
-    job.artifact_id = artifact.id
-    job.phase = None
-    job.finished_at = m.utcnow()
+def claim(farm: Farm, job_id: str, worker: str, task_id: str | None = None) -> Claim | None:
+    """Mark the job running for ``worker``, or return None when there is nothing left to do.
 
-
-def claim(farm: Farm, job_id: str, worker: str) -> Claim | None:
-    """Mark the job running for ``worker``, or return None when there is nothing left to do."""
+    ``task_id`` is the id of the message being served: a message the job no longer answers to
+    (the reaper re-queued the job under a new one, a retry did) is dropped, so a redelivered old
+    message and the new one never build the same job twice."""
     with farm.session() as session:
         job = session.get(m.Job, job_id)
         if job is None:
@@ -134,11 +132,14 @@ def claim(farm: Farm, job_id: str, worker: str) -> Claim | None:
         if job.state.is_final:
             log.info("job %s is already %s; nothing to do", job_id, job.state.value)
             return None
+        if task_id is not None and job.celery_task_id not in (None, task_id):
+            log.info("job %s now answers to message %s; dropping superseded %s", job_id, job.celery_task_id, task_id)
+            return None
         version = _installed_backend_version(job.backend)
         key = _artifact_key(job, job.model.sha256, job.spec.sha256, version)
         existing = session.scalar(select(m.Artifact).where(m.Artifact.build_key == key))
         if existing is not None:
-            _finish_with(job, existing)
+            lifecycle.reuse(session, job.id, existing.id, m.utcnow())
             log.info("job %s reuses artifact %s", job_id, existing.id)
             return None
         stale_before = m.utcnow() - timedelta(seconds=farm.settings.hard_time_limit + 60)
@@ -154,14 +155,8 @@ def claim(farm: Farm, job_id: str, worker: str) -> Claim | None:
             raise TwinInProgress(twin)
         # A job found RUNNING here was held by a worker that died (acks_late gave the message
         # back) or by this task before a transient retry: either way this task takes it over.
-        job.state = m.JobState.RUNNING
-        job.started_at = m.utcnow()
-        job.attempts = (job.attempts or 0) + 1
-        job.worker_name = worker
-        job.phase = "fetch"
-        job.phase_timings = {}
-        job.error_kind = None
-        job.error_message = None
+        if not lifecycle.claim(session, job.id, worker, m.utcnow()):
+            return None
         return Claim(
             job_id=job.id,
             model_id=job.model_id,
@@ -184,9 +179,10 @@ def claim(farm: Farm, job_id: str, worker: str) -> Claim | None:
 class PhaseRecorder:
     """Writes the current phase and the seconds each finished phase took into the job row."""
 
-    def __init__(self, farm: Farm, job_id: str) -> None:
+    def __init__(self, farm: Farm, job_id: str, worker: str) -> None:
         self.farm = farm
         self.job_id = job_id
+        self.worker = worker
         self.timings: dict[str, float] = {}
         self._phase: str | None = None
         self._started = time.perf_counter()
@@ -200,11 +196,7 @@ class PhaseRecorder:
         self._close_phase()
         self._phase = phase
         with self.farm.session() as session:
-            session.execute(
-                update(m.Job)
-                .where(m.Job.id == self.job_id, m.Job.state == m.JobState.RUNNING)
-                .values(phase=phase, phase_timings=dict(self.timings))
-            )
+            lifecycle.progress(session, self.job_id, self.worker, phase, dict(self.timings))
 
     def _close_phase(self) -> None:
         now = time.perf_counter()
@@ -220,22 +212,7 @@ class PhaseRecorder:
 
 def _fail(farm: Farm, job_id: str, worker: str, kind: str, message: str, timings: dict[str, float]) -> None:
     with farm.session() as session:
-        session.execute(
-            update(m.Job)
-            .where(
-                m.Job.id == job_id,
-                m.Job.state == m.JobState.RUNNING,
-                m.Job.worker_name == worker,
-            )
-            .values(
-                state=m.JobState.FAILED,
-                error_kind=kind,
-                error_message=message[:10_000],
-                finished_at=m.utcnow(),
-                phase=None,
-                phase_timings=timings,
-            )
-        )
+        lifecycle.fail(session, job_id, worker, kind, message, m.utcnow(), timings)
 
 
 def _record_success(
@@ -306,8 +283,9 @@ def _record_success(
                             seed=work.seed,
                         )
                     )
-        job.phase_timings = timings
-        _finish_with(job, artifact)
+        session.flush()
+        if not lifecycle.succeed(session, job.id, worker, artifact.id, m.utcnow(), timings):
+            return None  # cancelled or taken over between the check above and now
         return artifact.id
 
 
@@ -317,14 +295,15 @@ def run_job(
     worker: str,
     *,
     on_phase: Callable[[str], None] | None = None,
+    task_id: str | None = None,
 ) -> dict[str, Any]:
     """Claim, compile, store, validate and record one job. Raises only transient errors."""
     import compiler
 
-    work = claim(farm, job_id, worker)
+    work = claim(farm, job_id, worker, task_id)
     if work is None:
         return {"job_id": job_id, "outcome": "skipped"}
-    recorder = PhaseRecorder(farm, job_id)
+    recorder = PhaseRecorder(farm, job_id, worker)
 
     def progress(phase: str) -> None:
         recorder(phase)
@@ -413,7 +392,7 @@ def compile_job(self: Task, job_id: str) -> dict[str, Any]:
     farm = _farm_of(self)
     worker = worker_name_of(self)
     try:
-        return run_job(farm, job_id, worker)
+        return run_job(farm, job_id, worker, task_id=self.request.id)
     except TwinInProgress as twin:
         log.info("job %s waits for its twin %s", job_id, twin.twin_id)
         if self.request.is_eager:
