@@ -895,8 +895,8 @@ def send(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
     app = farm.app
     try:
         if app.conf.task_always_eager:
-            import workers.tasks  # noqa: F401  (registers the task on every app)
-
+            # the app's own `include` says where its tasks live (the farm does not import them)
+            app.loader.import_default_modules()
             task = app.tasks[COMPILE_TASK]
             for job_id, queue, task_id in items:
                 task.apply_async(args=[job_id], queue=queue, task_id=task_id)
