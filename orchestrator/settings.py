@@ -28,6 +28,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "default_home",
+    "environment_variables",
     "get_settings",
     "load_settings",
     "quote_userinfo",
@@ -139,6 +140,13 @@ def _embedded_urls(home: Path) -> dict[str, str]:
         "result_backend": f"db+sqlite:///{home / 'results.db'}",
         "artifact_store": str(home / "artifacts"),
     }
+
+
+def environment_variables() -> frozenset[str]:
+    """Every ``ORCHESTRATE_*`` variable :func:`load_settings` reads (deployment files are
+    checked against this set, so a renamed setting cannot silently break one)."""
+    keys = ("home", "config", *_URL_KEYS, *_LIMIT_KEYS, *_OBSERVABILITY_KEYS)
+    return frozenset(ENV_PREFIX + key.upper() for key in keys)
 
 
 def _env(environ: os._Environ[str] | dict[str, str], key: str) -> str | None:
