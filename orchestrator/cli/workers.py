@@ -42,8 +42,7 @@ def _age(seconds: float | None) -> str:
 def workers_command(include_offline: bool, as_json: bool) -> None:
     """List live and stale workers: device identity, queues, current job, last heartbeat.
 
-    A stale worker stopped heartbeating without shutting down (crashed, or lost the database);
-    the reaper gives its running jobs back to their queues.
+    A stale worker stopped heartbeating without shutting down (crashed, or lost the database).
     """
     from orchestrator.fleet import worker_statuses
 
