@@ -9,6 +9,7 @@ import threading
 import time
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.samples import tiny_program
@@ -30,7 +31,10 @@ def _samples(text):
     }
 
 
-def test_metrics_endpoint_is_scraped_while_a_job_runs_and_logs_carry_the_job_id(tmp_path):
+# prefork compiles in a child process: its log lines must carry the job id, and the parent's
+# metrics still see the job (they come from the database, not from the child's counters).
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_metrics_endpoint_is_scraped_while_a_job_runs_and_logs_carry_the_job_id(tmp_path, pool):
     import torch
 
     model = tmp_path / "tiny.pt2"
@@ -53,7 +57,7 @@ def test_metrics_endpoint_is_scraped_while_a_job_runs_and_logs_carry_the_job_id(
     assert submitted.returncode == 0, submitted.stderr
     (job,) = json.loads(submitted.stdout)["jobs"]
 
-    with WorkerProcess(env, log_path=log_path, loglevel="INFO",
+    with WorkerProcess(env, pool=pool, log_path=log_path, loglevel="INFO",
                        extra_args=["--log-format", "json"]) as worker:
         starting = threading.Thread(target=worker.start, args=(settings,), daemon=True)
         starting.start()
@@ -91,6 +95,8 @@ def test_metrics_endpoint_is_scraped_while_a_job_runs_and_logs_carry_the_job_id(
     of_job = [line for line in lines if line["job_id"] == job["id"]]
     assert of_job, log_path.read_text()
     assert {"ts", "level", "logger", "process", "message"} <= set(of_job[0])
+    if pool == "prefork":
+        assert any(line["process"] != "MainProcess" for line in of_job), of_job
     # Celery's own lines for the job's task carry its id too: received (written by the consumer
     # before the task starts) and succeeded.
     assert any("received" in line["message"] for line in of_job), of_job
