@@ -1,7 +1,7 @@
 """``orchestrate doctor``'s checks: can this machine reach the farm, and build engines?
 
 Each check answers one question an operator asks before blaming the code: does the broker take
-a connection, is the database reachable with its schema at Alembic's head, can the artifact store
+a connection (and the result backend), is the database reachable with its schema at Alembic's head, can the artifact store
 write, read and delete an object, which backends can build here, and which GPU (device class)
 this machine reports. A check never raises: it returns a verdict, what it found and, when
 something is wrong, how to fix it.
@@ -75,6 +75,48 @@ def check_broker(settings: Settings) -> Check:
             infrastructure=True,
         )
     return Check("broker", OK, f"connected to {shown}", infrastructure=True)
+
+
+# ------------------------------------------------------------------------- result backend
+def check_results(settings: Settings) -> Check:
+    """Reach the Celery result backend, where every worker writes each task's outcome (a
+    worker that cannot fails the task's bookkeeping even when the build went well)."""
+    url = settings.result_backend
+    shown = redact(url)
+    scheme = url.split("://", 1)[0].lower()
+    try:
+        if scheme in ("redis", "rediss"):
+            import redis
+
+            client = redis.Redis.from_url(
+                url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+            )
+            try:
+                client.ping()
+            finally:
+                client.close()
+        elif scheme.startswith("db+"):
+            from sqlalchemy import create_engine, text
+            from sqlalchemy.pool import NullPool
+
+            engine = create_engine(url[3:], poolclass=NullPool)
+            try:
+                with engine.connect() as connection:
+                    connection.execute(text("SELECT 1"))
+            finally:
+                engine.dispose()
+        else:
+            return Check("results", WARN, f"{shown}: this kind of result backend is not checked",
+                         infrastructure=True)
+    except Exception as exc:  # noqa: BLE001 - every failure to connect is the verdict
+        return Check(
+            "results",
+            FAIL,
+            f"cannot reach the result backend at {shown}: {scrub(redact(_first_line(exc)), url)}",
+            "start it or fix ORCHESTRATE_RESULT_BACKEND (usually the broker's Redis, another db)",
+            infrastructure=True,
+        )
+    return Check("results", OK, f"connected to {shown}", infrastructure=True)
 
 
 # -------------------------------------------------------------------------------- database
@@ -245,8 +287,12 @@ def _timed(func: Callable[[], Check]) -> Check:
 def run_checks(settings: Settings, *, machine: bool = True) -> list[Check]:
     """Every check, in the order an operator fixes things; ``machine=False`` skips the
     backends and GPU (a control-plane host that never builds)."""
+    if any("sqlite" in url for url in (settings.database_url, settings.broker_url, settings.result_backend)):
+        # As every farm command does: the embedded SQLite files live in the data directory.
+        settings.ensure_home()
     checks: list[Callable[[], Check]] = [
         lambda: check_broker(settings),
+        lambda: check_results(settings),
         lambda: check_database(settings),
         lambda: check_store(settings),
     ]

@@ -34,7 +34,8 @@ def test_healthy_embedded_farm_passes_every_check(tmp_path, monkeypatch):
     farm_db.upgrade(settings.database_url)
     code, checks = _doctor(monkeypatch, {"HOME": str(settings.home)})
     assert code == 0, checks
-    assert [checks[n]["verdict"] for n in ("broker", "database", "store", "backends")] == [OK] * 4
+    names = ("broker", "results", "database", "store", "backends")
+    assert [checks[n]["verdict"] for n in names] == [OK] * 5
     assert "onnxruntime" in checks["backends"]["detail"]
     assert checks["gpu"]["verdict"] in (OK, WARN)  # WARN: a CPU-only machine
     # The probe object is gone again.
@@ -46,7 +47,7 @@ def test_fresh_embedded_sqlite_is_a_warning_because_it_migrates_itself(tmp_path,
     assert code == 0
     assert checks["database"]["verdict"] == WARN
     assert "orchestrate db upgrade" in checks["database"]["fix"]
-    assert set(checks) == {"broker", "database", "store"}
+    assert set(checks) == {"broker", "results", "database", "store"}
 
 
 def test_unreachable_broker_fails_with_exit_3_and_hides_the_password(tmp_path, monkeypatch):
@@ -115,4 +116,13 @@ def test_table_output_names_the_problem_and_the_fix(tmp_path, monkeypatch):
 
 def test_run_checks_covers_the_machine_by_default(tmp_path):
     names = [c.name for c in run_checks(embedded_settings(tmp_path))]
-    assert names == ["broker", "database", "store", "backends", "gpu"]
+    assert names == ["broker", "results", "database", "store", "backends", "gpu"]
+
+
+def test_unreachable_result_backend_fails_on_its_own(tmp_path, monkeypatch):
+    url = f"redis://:hunter2@127.0.0.1:{_closed_port()}/1"
+    code, checks = _doctor(monkeypatch, {"HOME": str(tmp_path), "RESULT_BACKEND": url}, "--no-machine")
+    assert code == 3
+    assert checks["results"]["verdict"] == FAIL and checks["broker"]["verdict"] == OK
+    assert "ORCHESTRATE_RESULT_BACKEND" in checks["results"]["fix"]
+    assert "hunter2" not in json.dumps(checks)
