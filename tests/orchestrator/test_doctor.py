@@ -126,3 +126,33 @@ def test_unreachable_result_backend_fails_on_its_own(tmp_path, monkeypatch):
     assert checks["results"]["verdict"] == FAIL and checks["broker"]["verdict"] == OK
     assert "ORCHESTRATE_RESULT_BACKEND" in checks["results"]["fix"]
     assert "hunter2" not in json.dumps(checks)
+
+
+@pytest.mark.postgres
+def test_healthy_production_shape_redis_and_postgres_passes(postgres_url, tmp_path, monkeypatch):
+    from orchestrator.testing import REDIS_URL, redis_reachable, reserved_redis_db
+
+    if not redis_reachable():
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    farm_db.upgrade(postgres_url)
+    with reserved_redis_db() as db:
+        env = {"HOME": str(tmp_path), "DATABASE_URL": postgres_url,
+               "BROKER_URL": f"{REDIS_URL}/{db}", "RESULT_BACKEND": f"{REDIS_URL}/{db}"}
+        code, checks = _doctor(monkeypatch, env, "--no-machine")
+    assert code == 0, checks
+    assert {c["verdict"] for c in checks.values()} == {OK}
+    assert "schema head" in checks["database"]["detail"]
+
+
+def test_database_migrated_by_a_newer_orchestrate_says_to_upgrade_here(tmp_path):
+    from sqlalchemy import create_engine, text
+
+    settings = embedded_settings(tmp_path)
+    farm_db.upgrade(settings.database_url)
+    engine = create_engine(settings.database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'ffff_from_the_future'"))
+    engine.dispose()
+    check = check_database(settings)
+    assert check.verdict == FAIL and "ffff_from_the_future" in check.detail
+    assert check.fix and "upgrade orchestrate on this machine" in check.fix
