@@ -11,7 +11,7 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import platformdirs
@@ -28,6 +28,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "default_home",
+    "environment_variables",
     "get_settings",
     "load_settings",
     "quote_userinfo",
@@ -42,7 +43,9 @@ GIB = 1024**3
 # Keys that may appear in orchestrate.toml, each also settable as ORCHESTRATE_<KEY>.
 _URL_KEYS = ("database_url", "broker_url", "result_backend", "artifact_store")
 _LIMIT_KEYS = ("soft_time_limit", "hard_time_limit", "max_model_bytes", "max_spec_bytes")
-_FILE_KEYS = frozenset(("home", *_URL_KEYS, *_LIMIT_KEYS))
+# What a worker exposes about itself: a Prometheus port (unset: no endpoint) and its log format.
+_OBSERVABILITY_KEYS = ("metrics_port", "log_format")
+_FILE_KEYS = frozenset(("home", *_URL_KEYS, *_LIMIT_KEYS, *_OBSERVABILITY_KEYS))
 
 # Query parameters whose values are credentials in the URL forms we accept (S3, Redis, SQL).
 _SECRET_QUERY_KEYS = ("password", "secret", "token", "key", "credential", "signature", "auth")
@@ -74,6 +77,10 @@ class Settings(BaseModel):
     # Both limits are exclusive: a model (spec) must be smaller than max_model_bytes (max_spec_bytes).
     max_model_bytes: int = Field(default=2 * GIB, gt=0)
     max_spec_bytes: int = Field(default=1024**2, gt=0)
+    #: ``orchestrate worker`` serves Prometheus metrics on this port (``/metrics``); None: off.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    #: ``text`` (Celery's lines with ``[job <id>]``) or ``json`` (one object per line).
+    log_format: Literal["text", "json"] = "text"
     config_file: Path | None = None
 
     @model_validator(mode="after")
@@ -119,6 +126,8 @@ class Settings(BaseModel):
             "hard_time_limit": f"{self.hard_time_limit:g} s",
             "max_model_bytes": str(self.max_model_bytes),
             "max_spec_bytes": str(self.max_spec_bytes),
+            "metrics_port": "(off)" if self.metrics_port is None else str(self.metrics_port),
+            "log_format": self.log_format,
         }
 
 
@@ -131,6 +140,13 @@ def _embedded_urls(home: Path) -> dict[str, str]:
         "result_backend": f"db+sqlite:///{home / 'results.db'}",
         "artifact_store": str(home / "artifacts"),
     }
+
+
+def environment_variables() -> frozenset[str]:
+    """Every ``ORCHESTRATE_*`` variable :func:`load_settings` reads (deployment files are
+    checked against this set, so a renamed setting cannot silently break one)."""
+    keys = ("home", "config", *_URL_KEYS, *_LIMIT_KEYS, *_OBSERVABILITY_KEYS)
+    return frozenset(ENV_PREFIX + key.upper() for key in keys)
 
 
 def _env(environ: os._Environ[str] | dict[str, str], key: str) -> str | None:
@@ -193,7 +209,7 @@ def load_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> S
         if isinstance(store, str) and "://" not in store and not Path(store).is_absolute():
             values["artifact_store"] = str((config_file.parent / store).absolute())
 
-    for key in (*_URL_KEYS, *_LIMIT_KEYS):
+    for key in (*_URL_KEYS, *_LIMIT_KEYS, *_OBSERVABILITY_KEYS):
         env_value = _env(environ, key)
         if env_value is not None:
             values[key] = env_value

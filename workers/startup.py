@@ -176,15 +176,32 @@ class Heartbeat(threading.Thread):
         self._stop_event.set()
 
 
-def run_worker(farm: Farm, plan: WorkerPlan, *, loglevel: str = "INFO", quiet: bool = False) -> int:
-    """Register, heartbeat and run a Celery worker in this process until it is told to stop."""
+def run_worker(
+    farm: Farm,
+    plan: WorkerPlan,
+    *,
+    loglevel: str = "INFO",
+    quiet: bool = False,
+    log_format: str | None = None,
+) -> int:
+    """Register, heartbeat and run a Celery worker in this process until it is told to stop.
+
+    Serves Prometheus metrics when ``ORCHESTRATE_METRICS_PORT`` is set, and logs every line of
+    a job with its job id, as text or JSON (``log_format``, default the setting)."""
     import workers.tasks  # noqa: F401  (registers the compile task on the app)
+    from orchestrator import logs
 
     app = farm.app
     check_fork_safe(plan.pool)
+    logs.install(log_format or farm.settings.log_format)
     register(farm, plan)
     heartbeat = Heartbeat(farm, plan.name)
     heartbeat.start()
+    metrics_server = None
+    if farm.settings.metrics_port is not None:
+        from orchestrator.metrics import serve
+
+        metrics_server = serve(farm, plan.name, farm.settings.metrics_port, plan.queues)
     if not quiet:
         caps = plan.capabilities
         gpu = f"{caps.gpu.name} (sm {caps.gpu.compute_capability})" if caps.gpu else "none"
@@ -205,7 +222,9 @@ def run_worker(farm: Farm, plan: WorkerPlan, *, loglevel: str = "INFO", quiet: b
             f"  queues: {', '.join(plan.queues)}\n"
             f"  broker: {redact(farm.settings.broker_url)}\n"
             f"  database: {redact(farm.settings.database_url)}\n"
-            f"  pool: {plan.pool} x {plan.concurrency}",
+            f"  pool: {plan.pool} x {plan.concurrency}"
+            + (f"\n  metrics: http://0.0.0.0:{farm.settings.metrics_port}/metrics"
+               if metrics_server is not None else ""),
             flush=True,
         )
     try:
@@ -226,6 +245,8 @@ def run_worker(farm: Farm, plan: WorkerPlan, *, loglevel: str = "INFO", quiet: b
         return int(worker.exitcode or 0)
     finally:
         heartbeat.stop()
+        if metrics_server is not None:
+            metrics_server.shutdown()
         try:
             mark_offline(farm, plan.name)
         except UnreachableError as exc:

@@ -38,6 +38,12 @@ from orchestrator.cli._common import state
 @click.option(
     "--loglevel", "-l", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR."
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text or one JSON object each (default: ORCHESTRATE_LOG_FORMAT, text); "
+    "every line of a job carries its job id.",
+)
 def worker_command(
     arch: str,
     device_class: str,
@@ -46,6 +52,7 @@ def worker_command(
     pool: str,
     name: str | None,
     loglevel: str,
+    log_format: str | None,
 ) -> None:
     """Run a build worker in the foreground until Ctrl-C (or SIGTERM)."""
     from workers.startup import plan_worker, run_worker
@@ -58,6 +65,6 @@ def worker_command(
         pool=pool,
         name=name,
     )
-    code = run_worker(state().get_farm(), plan, loglevel=loglevel.upper())
+    code = run_worker(state().get_farm(), plan, loglevel=loglevel.upper(), log_format=log_format)
     if code:
         raise click.exceptions.Exit(code)
