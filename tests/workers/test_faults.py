@@ -21,7 +21,13 @@ from orchestrator import models as m
 from orchestrator import services
 from orchestrator.routing import Target
 from orchestrator.services import Farm
-from orchestrator.testing import WorkerProcess, redis_reachable, redis_settings, reserved_redis_db, settings_env
+from orchestrator.testing import (
+    WorkerProcess,
+    redis_reachable,
+    redis_settings,
+    reserved_redis_db,
+    settings_env,
+)
 
 pytestmark = pytest.mark.redis
 
