@@ -41,7 +41,15 @@ GIB = 1024**3
 
 # Keys that may appear in orchestrate.toml, each also settable as ORCHESTRATE_<KEY>.
 _URL_KEYS = ("database_url", "broker_url", "result_backend", "artifact_store")
-_LIMIT_KEYS = ("soft_time_limit", "hard_time_limit", "max_model_bytes", "max_spec_bytes")
+_LIMIT_KEYS = (
+    "soft_time_limit",
+    "hard_time_limit",
+    "max_model_bytes",
+    "max_spec_bytes",
+    "api_rate_limit",
+    "api_rate_burst",
+    "api_max_wait",
+)
 _FILE_KEYS = frozenset(("home", *_URL_KEYS, *_LIMIT_KEYS))
 
 # Query parameters whose values are credentials in the URL forms we accept (S3, Redis, SQL).
@@ -74,6 +82,11 @@ class Settings(BaseModel):
     # Both limits are exclusive: a model (spec) must be smaller than max_model_bytes (max_spec_bytes).
     max_model_bytes: int = Field(default=2 * GIB, gt=0)
     max_spec_bytes: int = Field(default=1024**2, gt=0)
+    # `orchestrate serve`: requests per second each API token may make on average (0: no
+    # limit), how many it may make at once above that, and the longest a long-poll wait holds.
+    api_rate_limit: float = Field(default=50.0, ge=0)
+    api_rate_burst: int = Field(default=200, gt=0)
+    api_max_wait: float = Field(default=60.0, gt=0)
     config_file: Path | None = None
 
     @model_validator(mode="after")
@@ -119,6 +132,9 @@ class Settings(BaseModel):
             "hard_time_limit": f"{self.hard_time_limit:g} s",
             "max_model_bytes": str(self.max_model_bytes),
             "max_spec_bytes": str(self.max_spec_bytes),
+            "api_rate_limit": f"{self.api_rate_limit:g}/s" if self.api_rate_limit else "off",
+            "api_rate_burst": str(self.api_rate_burst),
+            "api_max_wait": f"{self.api_max_wait:g} s",
         }
 
 

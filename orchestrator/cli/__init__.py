@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "results": ("orchestrator.cli.results", "results_command"),
     "workers": ("orchestrator.cli.workers", "workers_command"),
     "worker": ("orchestrator.cli.worker", "worker_command"),
+    "serve": ("orchestrator.cli.serve", "serve_command"),
+    "tokens": ("orchestrator.cli.tokens", "tokens_group"),
     "compile": ("orchestrator.cli.compile", "compile_command"),
     "db": ("orchestrator.cli.db", "db"),
     "sample": ("orchestrator.cli.sample", "sample_command"),

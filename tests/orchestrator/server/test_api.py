@@ -1,0 +1,164 @@
+"""Every endpoint of /api/v1 through a real HTTP client against a running server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import httpx
+
+from orchestrator import models as m
+from tests.orchestrator.server.conftest import Api, seed_artifact, upload
+
+
+def _error(response: httpx.Response, status: int, kind: str, exit_code: int) -> str:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["kind"] == kind and error["exit_code"] == exit_code, error
+    return str(error["message"])
+
+
+def test_health_and_openapi_schema_are_published(api: Api) -> None:
+    assert httpx.get(api.url + "/healthz").json() == {"ok": True}
+    schema = httpx.get(api.url + "/openapi.json").json()
+    paths = schema["paths"]
+    for path in (
+        "/api/v1/jobs",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/jobs/{job_id}/wait",
+        "/api/v1/jobs/{job_id}/cancel",
+        "/api/v1/jobs/{job_id}/retry",
+        "/api/v1/artifacts",
+        "/api/v1/artifacts/{artifact_id}/download",
+        "/api/v1/results/{ref}",
+        "/api/v1/workers",
+    ):
+        assert path in paths, path
+    assert "multipart/form-data" in paths["/api/v1/jobs"]["post"]["requestBody"]["content"]
+    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_submit_multipart_with_a_yaml_spec_records_the_submitter(api: Api, tiny_model) -> None:
+    with api.client("alice") as client:
+        response = upload(client, tiny_model, arch=["x86_64", "aarch64"], spec="precision: fp32\nvalidation:\n  samples: 4\n")
+        assert response.status_code == 201, response.text
+        jobs = response.json()["jobs"]
+        assert [job["arch"] for job in jobs] == ["x86_64", "aarch64"]
+        assert {job["state"] for job in jobs} == {"queued"}
+        assert {job["submitted_by"] for job in jobs} == {"alice"}
+        assert jobs[0]["model_name"] == "tiny"
+        assert response.json()["warnings"]  # no worker serves the queues
+        shown = client.get(f"/jobs/{jobs[0]['id'][:10]}").json()
+        assert shown["id"] == jobs[0]["id"] and shown["submitted_by"] == "alice"
+        listed = client.get("/jobs", params={"state": "queued", "arch": "aarch64"}).json()["jobs"]
+        assert jobs[1]["id"] in [job["id"] for job in listed]
+        assert all(job["arch"] == "aarch64" for job in listed)
+
+
+def test_submit_raw_body_with_fields_in_the_query(api: Api, tiny_model) -> None:
+    with api.client("bob") as client:
+        response = client.post(
+            "/jobs",
+            content=tiny_model.read_bytes(),
+            params={"arch": "x86_64", "spec": json.dumps({"validation": {"samples": 2}}), "filename": "tiny.pt2"},
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert response.status_code == 201, response.text
+        (job,) = response.json()["jobs"]
+        assert job["submitted_by"] == "bob" and job["model_name"] == "tiny"
+
+
+def test_bad_submissions_are_usage_errors_and_store_nothing(api: Api, tiny_model) -> None:
+    with api.client("alice") as client:
+        with api.farm.session() as session:
+            models_before = session.query(m.Model).count()
+        not_a_program = client.post(
+            "/jobs", files={"model": ("x.pt2", b"not a zip")}, data={"arch": "x86_64"}
+        )
+        assert "model refused" in _error(not_a_program, 400, "invalid_request", 2)
+        assert "arch" in _error(upload(client, tiny_model, arch=[]), 400, "invalid_request", 2)
+        bad_arch = upload(client, tiny_model, arch="sparc")
+        _error(bad_arch, 400, "invalid_request", 2)
+        bad_spec = upload(client, tiny_model, spec="precision: fp7")
+        assert "precision" in _error(bad_spec, 400, "invalid_request", 2)
+        not_yaml = upload(client, tiny_model, spec="a: [unclosed")
+        _error(not_yaml, 400, "invalid_request", 2)
+        no_model = client.post("/jobs", files={"other": ("x", b"1")}, data={"arch": "x86_64"})
+        assert "model" in _error(no_model, 400, "invalid_request", 2)
+        with api.farm.session() as session:
+            assert session.query(m.Model).count() == models_before
+
+
+def test_unknown_ids_and_bad_filters(api: Api) -> None:
+    with api.client("reader") as client:
+        _error(client.get("/jobs/ffffffffffff"), 404, "not_found", 2)
+        _error(client.get("/artifacts/ffffffffffff"), 404, "not_found", 2)
+        _error(client.get("/results/ffffffffffff"), 404, "not_found", 2)
+        _error(client.get("/jobs", params={"state": "sleeping"}), 400, "invalid_request", 2)
+        _error(client.get("/jobs", params={"limit": "0"}), 400, "invalid_request", 2)
+        _error(client.get("/nowhere"), 404, "not_found", 2)
+
+
+def test_wait_long_polls_until_its_timeout_then_answers_the_job(api: Api, tiny_model) -> None:
+    with api.client("alice") as client:
+        (job,) = upload(client, tiny_model).json()["jobs"]
+        started = time.monotonic()
+        waited = client.get(f"/jobs/{job['id']}/wait", params={"timeout": 0.5})
+        assert waited.status_code == 200 and waited.json()["state"] == "queued"
+        assert time.monotonic() - started >= 0.5
+        client.post(f"/jobs/{job['id']}/cancel")
+        started = time.monotonic()
+        assert client.get(f"/jobs/{job['id']}/wait", params={"timeout": 30}).json()["state"] == "cancelled"
+        assert time.monotonic() - started < 5
+
+
+def test_cancel_and_retry_own_jobs_with_submit_any_with_admin(api: Api, tiny_model) -> None:
+    with api.client("alice") as alice, api.client("bob") as bob, api.client("admin") as admin, api.client("reader") as reader:
+        (job,) = upload(alice, tiny_model).json()["jobs"]
+        path = f"/jobs/{job['id']}"
+        _error(bob.post(path + "/cancel"), 403, "forbidden", 2)
+        _error(reader.post(path + "/cancel"), 403, "forbidden", 2)
+        assert alice.post(path + "/cancel").json()["state"] == "cancelled"
+        _error(alice.post(path + "/cancel"), 409, "invalid_state", 2)
+        _error(bob.post(path + "/retry"), 403, "forbidden", 2)
+        retried = alice.post(path + "/retry").json()
+        assert retried["state"] == "queued" and retried["id"] == job["id"]
+        _error(alice.post(path + "/retry"), 409, "invalid_state", 2)
+        assert admin.post(path + "/cancel").json()["state"] == "cancelled"
+        assert admin.post(path + "/retry").json()["state"] == "queued"
+        assert alice.get(path).json()["submitted_by"] == "alice"
+
+
+def test_artifacts_list_show_download_and_results(api: Api, tiny_model) -> None:
+    payload = bytes(range(256)) * 1024  # 256 KiB: several chunks
+    with api.client("alice") as alice:
+        (job,) = upload(alice, tiny_model, spec="validation:\n  samples: 3\n").json()["jobs"]
+    artifact_id = seed_artifact(api.farm, job["id"], payload)
+    with api.client("reader") as client:
+        listed = client.get("/artifacts", params={"arch": "x86_64", "limit": 100}).json()["artifacts"]
+        assert artifact_id in [a["id"] for a in listed]
+        shown = client.get(f"/artifacts/{artifact_id[:12]}").json()
+        assert shown["sha256"] == hashlib.sha256(payload).hexdigest() and shown["size_bytes"] == len(payload)
+        assert client.get(f"/jobs/{job['id']}/artifact").json()["id"] == artifact_id
+        with client.stream("GET", f"/artifacts/{artifact_id}/download") as response:
+            assert response.status_code == 200
+            body = b"".join(response.iter_bytes())
+            assert response.headers["X-Orchestrate-SHA256"] == hashlib.sha256(body).hexdigest()
+            assert "attachment" in response.headers["Content-Disposition"]
+        assert body == payload
+        for path in (f"/artifacts/{artifact_id}/results", f"/jobs/{job['id']}/results", f"/results/{job['id']}", f"/results/{artifact_id}"):
+            (result,) = client.get(path).json()["results"]
+            assert result["metric"] == "max_abs_error" and result["passed"] is True, path
+        (queued,) = upload(api.client("alice"), tiny_model, arch="aarch64", spec="validation:\n  samples: 5\n").json()["jobs"]
+        _error(client.get(f"/jobs/{queued['id']}/artifact"), 404, "not_found", 2)
+        assert client.get(f"/jobs/{queued['id']}/results").json() == {"results": []}
+
+
+def test_workers_are_listed(api: Api) -> None:
+    with api.farm.session() as session:
+        session.add(m.Worker(name="w1@host", hostname="host", arch="aarch64", queues=["compile.aarch64"], capabilities={}))
+    with api.client("reader") as client:
+        workers = client.get("/workers").json()["workers"]
+        assert [w["name"] for w in workers] == ["w1@host"] and workers[0]["live"] is True
+        assert client.get("/whoami").json() == {"user": "rita", "role": "read", "token_id": api.token_ids["reader"]}
