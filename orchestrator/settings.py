@@ -49,6 +49,7 @@ _LIMIT_KEYS = (
     "api_rate_limit",
     "api_rate_burst",
     "api_max_wait",
+    "api_token_cache_seconds",
 )
 _FILE_KEYS = frozenset(("home", *_URL_KEYS, *_LIMIT_KEYS))
 
@@ -83,10 +84,13 @@ class Settings(BaseModel):
     max_model_bytes: int = Field(default=2 * GIB, gt=0)
     max_spec_bytes: int = Field(default=1024**2, gt=0)
     # `orchestrate serve`: requests per second each API token may make on average (0: no
-    # limit), how many it may make at once above that, and the longest a long-poll wait holds.
+    # limit), how many it may make at once above that, the longest a long-poll wait holds,
+    # and how long a token found valid is believed without asking the database again (so a
+    # revoked token works for at most that long; 0: ask on every request).
     api_rate_limit: float = Field(default=50.0, ge=0)
     api_rate_burst: int = Field(default=200, gt=0)
     api_max_wait: float = Field(default=60.0, gt=0)
+    api_token_cache_seconds: float = Field(default=1.0, ge=0)
     config_file: Path | None = None
 
     @model_validator(mode="after")
@@ -135,6 +139,7 @@ class Settings(BaseModel):
             "api_rate_limit": f"{self.api_rate_limit:g}/s" if self.api_rate_limit else "off",
             "api_rate_burst": str(self.api_rate_burst),
             "api_max_wait": f"{self.api_max_wait:g} s",
+            "api_token_cache_seconds": f"{self.api_token_cache_seconds:g} s",
         }
 
 

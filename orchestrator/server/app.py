@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from orchestrator.server import errors
-from orchestrator.server.auth import RateLimiter
+from orchestrator.server.auth import RateLimiter, TokenCache
 from orchestrator.server.routes import artifacts, jobs
 from orchestrator.server.routes import farm as farm_routes
 from orchestrator.services import Farm
@@ -41,6 +41,7 @@ def create_app(farm: Farm | None = None) -> FastAPI:
     )
     app.state.farm = the_farm
     app.state.rate_limiter = RateLimiter(the_farm.settings.api_rate_limit, the_farm.settings.api_rate_burst)
+    app.state.token_cache = TokenCache(the_farm.settings.api_token_cache_seconds)
     errors.install(app, the_farm.settings.database_url, the_farm.settings.broker_url)
     for router in (jobs.router, artifacts.router, farm_routes.router):
         app.include_router(router, prefix=API_PREFIX)

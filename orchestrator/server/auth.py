@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from orchestrator import tokens
@@ -79,12 +80,48 @@ def farm_of(request: Request) -> Farm:
     return farm
 
 
-def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+class TokenCache:
+    """Tokens found valid in the last ``ttl`` seconds, by the hash of their secret.
+
+    Spares a database read per request (every status poll); the price is that a revoked token
+    keeps working for up to ``ttl`` seconds (ORCHESTRATE_API_TOKEN_CACHE_SECONDS; 0: none).
+    Unknown secrets are never cached, so a new token works at once."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[str, tuple[TokenInfo, float]] = {}
+
+    def get(self, key: str) -> TokenInfo | None:
+        if self.ttl <= 0:
+            return None
+        entry = self._entries.get(key)
+        if entry is None or entry[1] <= self.clock():
+            return None
+        return entry[0]
+
+    def put(self, key: str, token: TokenInfo) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key] = (token, self.clock() + self.ttl)
+
+
+async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthenticated()
-    token = tokens.authenticate(farm_of(request), credentials.credentials)
+    secret = credentials.credentials
+    cache: TokenCache = request.app.state.token_cache
+    key = tokens.hash_secret(secret)
+    token = cache.get(key)
     if token is None:
-        raise unauthenticated()
+        token = await run_in_threadpool(tokens.authenticate, farm_of(request), secret)
+        if token is None:
+            raise unauthenticated()
+        cache.put(key, token)
     limiter: RateLimiter = request.app.state.rate_limiter
     wait = limiter.take(token.id)
     if wait > 0:
@@ -98,13 +135,14 @@ def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | N
     return Caller(token)
 
 
-def require(role: TokenRole) -> Callable[..., Caller]:
+def require(role: TokenRole) -> Callable[..., Awaitable[Caller]]:
     """A dependency that lets through tokens of ``role`` or above."""
 
-    def dependency(
+    # Async, so that a request whose token is cached reaches its route without a thread hop.
+    async def dependency(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
     ) -> Caller:
-        caller = authenticate(request, credentials)
+        caller = await authenticate(request, credentials)
         if not caller.role.allows(role):
             raise forbidden(f"this needs a token with the {role.value} role")
         return caller

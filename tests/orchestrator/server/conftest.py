@@ -36,7 +36,10 @@ class Api:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     home = tmp_path_factory.mktemp("api-farm")
-    farm = Farm(embedded_settings(home, max_model_bytes=MAX_MODEL_BYTES, api_rate_limit=0))
+    # No token cache: a revocation must show on the very next request here.
+    farm = Farm(
+        embedded_settings(home, max_model_bytes=MAX_MODEL_BYTES, api_rate_limit=0, api_token_cache_seconds=0)
+    )
     secrets: dict[str, str] = {}
     ids: dict[str, str] = {}
     for who, user, role in (

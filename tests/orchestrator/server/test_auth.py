@@ -3,6 +3,8 @@ too low, 429 over the rate limit; secrets are stored only as hashes."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from sqlalchemy import select
@@ -10,7 +12,7 @@ from sqlalchemy import select
 from orchestrator import models as m
 from orchestrator import tokens
 from orchestrator.server import create_app
-from orchestrator.server.auth import RateLimiter
+from orchestrator.server.auth import RateLimiter, TokenCache
 from orchestrator.server.testing import ServerThread
 from orchestrator.services import Farm
 from orchestrator.testing import embedded_settings
@@ -104,3 +106,28 @@ def test_requests_over_the_rate_limit_get_429_with_retry_after(tmp_path) -> None
         limited = httpx.get(server.url + "/api/v1/workers", headers=headers)
         assert limited.json()["error"]["kind"] == "rate_limited"
         assert int(limited.headers["Retry-After"]) >= 1
+
+
+def test_with_a_token_cache_a_revoked_token_works_at_most_that_long(tmp_path) -> None:
+    farm = Farm(embedded_settings(tmp_path / "home", api_token_cache_seconds=0.5))
+    new = tokens.create_token(farm, "carl", "read")
+    headers = {"Authorization": f"Bearer {new.secret}"}
+    with ServerThread(create_app(farm)) as server:
+        assert httpx.get(server.url + "/api/v1/workers", headers=headers).status_code == 200
+        tokens.revoke_token(farm, new.info.id)
+        time.sleep(0.6)
+        assert httpx.get(server.url + "/api/v1/workers", headers=headers).status_code == 401
+
+
+def test_token_cache_expires_and_never_holds_unknown_secrets() -> None:
+    now = [0.0]
+    cache = TokenCache(ttl=1.0, clock=lambda: now[0])
+    info = tokens.TokenInfo(id="t", user="u", role="read", created_at=None, revoked_at=None)
+    assert cache.get("k") is None
+    cache.put("k", info)
+    assert cache.get("k") == info
+    now[0] = 1.0
+    assert cache.get("k") is None
+    off = TokenCache(ttl=0)
+    off.put("k", info)
+    assert off.get("k") is None
