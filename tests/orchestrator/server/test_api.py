@@ -162,3 +162,33 @@ def test_workers_are_listed(api: Api) -> None:
         workers = client.get("/workers").json()["workers"]
         assert [w["name"] for w in workers] == ["w1@host"] and workers[0]["live"] is True
         assert client.get("/whoami").json() == {"user": "rita", "role": "read", "token_id": api.token_ids["reader"]}
+
+
+def test_unreachable_broker_is_503_unreachable_with_the_cli_exit_code(tmp_path, tiny_model) -> None:
+    from orchestrator import tokens
+    from orchestrator.server import create_app
+    from orchestrator.server.testing import ServerThread
+    from orchestrator.services import Farm
+    from orchestrator.testing import embedded_settings
+
+    farm = Farm(embedded_settings(tmp_path / "home", broker_url="redis://127.0.0.1:1/0"))
+    secret = tokens.create_token(farm, "alice", "submit").secret
+    with ServerThread(create_app(farm)) as server, httpx.Client(
+        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {secret}"}, timeout=60
+    ) as client:
+        message = _error(upload(client, tiny_model), 503, "unreachable", 3)
+        assert "cannot reach the broker" in message
+        assert client.get("/jobs").json() == {"jobs": []}
+
+
+def test_unreachable_database_is_503_without_the_password(tmp_path) -> None:
+    from orchestrator.server import create_app
+    from orchestrator.server.testing import ServerThread
+    from orchestrator.services import Farm
+    from orchestrator.testing import embedded_settings
+
+    farm = Farm(embedded_settings(tmp_path / "home", database_url="postgresql://farm:s3cret@127.0.0.1:1/farm"))
+    with ServerThread(create_app(farm)) as server:
+        response = httpx.get(server.url + "/api/v1/jobs", headers={"Authorization": "Bearer orc_x"})
+    _error(response, 503, "unreachable", 3)
+    assert "s3cret" not in response.text

@@ -39,3 +39,32 @@ def test_bad_roles_users_and_ids_are_usage_errors() -> None:
 def test_serve_is_a_command() -> None:
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert result.exit_code == 0 and "--port" in result.output and "/api/v1" in result.output
+
+
+def test_orchestrate_serve_answers_on_the_given_port(tmp_path) -> None:
+    import os
+    import subprocess
+    import time
+
+    import httpx
+
+    from orchestrator.server.testing import free_port
+    from orchestrator.testing import cli_command, embedded_settings, settings_env
+
+    port = free_port()
+    env = settings_env(embedded_settings(tmp_path / "home"), os.environ)
+    server = subprocess.Popen(cli_command("serve", "--port", str(port), "--log-level", "warning"), env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        assert response.json() == {"ok": True}
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/jobs").status_code == 401
+    finally:
+        server.terminate()
+        server.wait(30)
