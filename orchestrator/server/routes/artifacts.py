@@ -27,7 +27,7 @@ def list_artifacts(
     device_class: str | None = None,
     backend: str | None = None,
     precision: str | None = None,
-    limit: int = Query(50, ge=1, le=1000),
+    limit: int = Query(50, ge=1, le=10_000),
     caller: Caller = Depends(reader),
 ) -> dict[str, list[ArtifactInfo]]:
     """Artifacts matching every filter, newest first."""

@@ -116,7 +116,7 @@ def list_jobs(
     state: str | None = None,
     arch: str | None = None,
     model: str | None = None,
-    limit: int = Query(50, ge=1, le=1000),
+    limit: int = Query(50, ge=1, le=10_000),
     caller: Caller = Depends(reader),
 ) -> dict[str, list[JobInfo]]:
     """Jobs matching every filter, newest first."""
@@ -136,14 +136,37 @@ def wait(
     request: Request,
     job_id: str,
     timeout: float = Query(30.0, ge=0, description="seconds; capped at ORCHESTRATE_API_MAX_WAIT"),
+    since: str | None = Query(
+        None,
+        description="`STATE` or `STATE/PHASE` the caller last saw: answer as soon as the job's "
+        "state or phase differs from it, as well as when it is final",
+    ),
     caller: Caller = Depends(reader),
 ) -> JobInfo:
-    """The job once it is final, or as it is when ``timeout`` runs out (check ``state``)."""
+    """The job once it is final, or as it is when ``timeout`` runs out (check ``state``); with
+    ``since``, also as soon as its state or phase is no longer the one the caller last saw."""
     farm = farm_of(request)
+
+    def on_change(job: JobInfo) -> None:
+        if since is not None and since != progress_mark(job):
+            raise _Changed(job)
+
     try:
-        return services.wait(farm, job_id, timeout=min(timeout, farm.settings.api_max_wait))
+        return services.wait(farm, job_id, timeout=min(timeout, farm.settings.api_max_wait), on_change=on_change)
     except services.WaitTimeoutError as exc:
         return exc.job
+    except _Changed as exc:
+        return exc.job
+
+
+def progress_mark(job: JobInfo) -> str:
+    """What ``wait?since=`` compares: ``state`` or ``state/phase``."""
+    return f"{job.state}/{job.phase}" if job.phase else job.state
+
+
+class _Changed(Exception):
+    def __init__(self, job: JobInfo) -> None:
+        self.job = job
 
 
 def _controlled(request: Request, job_id: str, caller: Caller) -> JobInfo:

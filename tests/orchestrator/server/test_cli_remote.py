@@ -1,0 +1,79 @@
+"""The CLI through the API server (ORCHESTRATE_API_URL + ORCHESTRATE_TOKEN): the same output
+and exit codes as direct mode, on the same farm."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+
+from orchestrator import tokens
+from orchestrator.cli import main
+from orchestrator.server import create_app
+from orchestrator.server.testing import ServerThread
+from orchestrator.services import Farm
+from orchestrator.settings import get_settings
+
+
+@pytest.fixture
+def server_env() -> Iterator[dict[str, str]]:
+    """The environment that sends the CLI through a server on this test's (isolated) farm."""
+    farm = Farm(get_settings())
+    secret = tokens.create_token(farm, "alice", "submit").secret
+    with ServerThread(create_app(farm)) as server:
+        yield {"ORCHESTRATE_API_URL": server.url, "ORCHESTRATE_TOKEN": secret}
+
+
+def _both(args: list[str], env: dict[str, str]) -> tuple[Result, Result]:
+    runner = CliRunner()
+    return runner.invoke(main, args), runner.invoke(main, args, env=env)
+
+
+def test_submit_status_jobs_wait_cancel_retry_through_the_server(server_env, tiny_model) -> None:
+    runner = CliRunner()
+    submitted = runner.invoke(main, ["submit", str(tiny_model), "--arch", "x86_64", "--json"], env=server_env)
+    assert submitted.exit_code == 0, submitted.output
+    (job,) = json.loads(submitted.stdout)["jobs"]
+    assert job["submitted_by"] == "alice" and job["model_name"] == "tiny"
+    assert "no live worker serves compile.x86_64" in submitted.stderr
+
+    for args in (["status", job["id"], "--json"], ["status", job["id"][:8]], ["jobs", "--json"], ["jobs"]):
+        direct, remote = _both(args, server_env)
+        assert (remote.exit_code, remote.stdout) == (direct.exit_code, direct.stdout) == (0, direct.stdout), args
+
+    direct, remote = _both(["wait", job["id"], "--timeout", "0.3"], server_env)
+    assert remote.exit_code == direct.exit_code == 4
+    assert "is still queued after" in remote.stderr and "is still queued after" in direct.stderr
+
+    cancelled = runner.invoke(main, ["cancel", job["id"], "--json"], env=server_env)
+    assert cancelled.exit_code == 0 and json.loads(cancelled.stdout)["state"] == "cancelled"
+    direct, remote = _both(["cancel", job["id"]], server_env)
+    assert remote.exit_code == direct.exit_code == 2
+    assert remote.stderr == direct.stderr
+    retried = runner.invoke(main, ["retry", job["id"], "--json"], env=server_env)
+    assert retried.exit_code == 0 and json.loads(retried.stdout)["state"] == "queued"
+
+
+def test_errors_exit_as_in_direct_mode(server_env, tiny_model, tmp_path) -> None:
+    for args in (
+        ["status", "ffffffffffff"],
+        ["jobs", "--arch", "sparc"],
+        ["submit", str(tmp_path / "missing.pt2"), "--arch", "x86_64"],
+        ["submit", str(tiny_model), "--arch", "sparc"],
+        ["submit", str(tiny_model), "--arch", "x86_64", "--name", "a/b"],
+    ):
+        direct, remote = _both(args, server_env)
+        assert remote.exit_code == direct.exit_code == 2, (args, remote.output, direct.output)
+        assert remote.stderr == direct.stderr, args
+
+
+def test_a_wrong_token_or_no_server_is_an_error_with_an_exit_code(server_env) -> None:
+    runner = CliRunner()
+    wrong = runner.invoke(main, ["jobs"], env={**server_env, "ORCHESTRATE_TOKEN": "orc_wrong"})
+    assert wrong.exit_code == 2 and "missing or invalid API token" in wrong.stderr
+    missing = runner.invoke(main, ["jobs"], env={**server_env, "ORCHESTRATE_TOKEN": ""})
+    assert missing.exit_code == 2 and "ORCHESTRATE_TOKEN" in missing.stderr
+    gone = runner.invoke(main, ["jobs"], env={**server_env, "ORCHESTRATE_API_URL": "http://127.0.0.1:1"})
+    assert gone.exit_code == 3 and "cannot reach the API server" in gone.stderr
