@@ -192,3 +192,40 @@ def test_unreachable_database_is_503_without_the_password(tmp_path) -> None:
         response = httpx.get(server.url + "/api/v1/jobs", headers={"Authorization": "Bearer orc_x"})
     _error(response, 503, "unreachable", 3)
     assert "s3cret" not in response.text
+
+
+def test_wait_since_answers_when_the_job_is_no_longer_as_the_caller_saw_it(api: Api, tiny_model) -> None:
+    with api.client("alice") as client:
+        (job,) = upload(client, tiny_model, spec="validation:\n  samples: 7\n").json()["jobs"]
+        started = time.monotonic()
+        seen_running = client.get(f"/jobs/{job['id']}/wait", params={"timeout": 10, "since": "running/build"})
+        assert seen_running.json()["state"] == "queued" and time.monotonic() - started < 5
+        held = client.get(f"/jobs/{job['id']}/wait", params={"timeout": 0.4, "since": "queued"})
+        assert held.json()["state"] == "queued" and time.monotonic() - started >= 0.4
+
+
+def test_a_real_build_through_the_api_downloads_a_verified_engine(tmp_path, tiny_model) -> None:
+    """An eager farm builds during the submission: the job succeeds, its engine downloads
+    with the recorded sha256, and it carries validation results."""
+    from orchestrator import tokens
+    from orchestrator.server import create_app
+    from orchestrator.server.testing import ServerThread
+    from orchestrator.services import Farm
+    from orchestrator.testing import embedded_settings
+
+    farm = Farm(embedded_settings(tmp_path / "home"), eager=True)
+    secret = tokens.create_token(farm, "alice", "submit").secret
+    with ServerThread(create_app(farm)) as server, httpx.Client(
+        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {secret}"}, timeout=300
+    ) as client:
+        response = upload(client, tiny_model, spec="validation:\n  samples: 2\n")
+        assert response.status_code == 201, response.text
+        (job,) = response.json()["jobs"]
+        done = client.get(f"/jobs/{job['id']}/wait", params={"timeout": 60}).json()
+        assert done["state"] == "succeeded", done
+        artifact = client.get(f"/jobs/{job['id']}/artifact").json()
+        download = client.get(f"/artifacts/{artifact['id']}/download")
+        assert hashlib.sha256(download.content).hexdigest() == artifact["sha256"] == download.headers["X-Orchestrate-SHA256"]
+        assert len(download.content) == artifact["size_bytes"]
+        results = client.get(f"/results/{job['id']}").json()["results"]
+        assert results and all(r["passed"] for r in results)
