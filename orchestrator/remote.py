@@ -8,14 +8,16 @@ command prints and exits the same way in both modes.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from orchestrator import services
 from orchestrator.services import (
+    ArtifactInfo,
     FarmError,
     InvalidRequestError,
     InvalidStateError,
@@ -23,9 +25,13 @@ from orchestrator.services import (
     NotFoundError,
     Submission,
     UnreachableError,
+    ValidationInfo,
     WorkerInfo,
 )
 from orchestrator.settings import redact
+
+if TYPE_CHECKING:
+    from compiler.identity import DeviceIdentity
 
 API_URL_ENV = "ORCHESTRATE_API_URL"
 TOKEN_ENV = "ORCHESTRATE_TOKEN"
@@ -92,6 +98,9 @@ class RemoteFarm:
             raise UnreachableError(f"cannot reach the API server at {redact(self.url)}: {exc}") from None
         if response.status_code < 400:
             return response.json()
+        self._raise(response)
+
+    def _raise(self, response: Any) -> NoReturn:
         try:
             error = response.json()["error"]
             kind, message, exit_code = str(error["kind"]), str(error["message"]), int(error["exit_code"])
@@ -146,6 +155,78 @@ class RemoteFarm:
 
     def retry(self, ref: str) -> JobInfo:
         return JobInfo(**self._call("POST", f"/jobs/{_segment(ref)}/retry"))
+
+    def list_artifacts(
+        self,
+        *,
+        model: str | None = None,
+        arch: str | None = None,
+        device_class: str | None = None,
+        backend: str | None = None,
+        precision: str | None = None,
+        limit: int = 50,
+        runs_on: DeviceIdentity | None = None,
+    ) -> list[ArtifactInfo]:
+        given = (("model", model), ("arch", arch), ("device_class", device_class), ("backend", backend), ("precision", precision))
+        params: dict[str, Any] = {k: v for k, v in given if v is not None}
+        params["limit"] = limit
+        if runs_on is not None:
+            params["runs_on"] = json.dumps(runs_on.to_dict())
+        return [ArtifactInfo(**a) for a in self._call("GET", "/artifacts", params=params)["artifacts"]]
+
+    def get_artifact(self, ref: str) -> ArtifactInfo:
+        return ArtifactInfo(**self._call("GET", f"/artifacts/{_segment(ref)}"))
+
+    def results(self, ref: str) -> list[ValidationInfo]:
+        return [ValidationInfo(**row) for row in self._call("GET", f"/results/{_segment(ref)}")["results"]]
+
+    def download_artifact(
+        self,
+        ref: str,
+        dest: str | Path,
+        *,
+        overwrite: bool = False,
+        force: bool = False,
+        here: DeviceIdentity | None = None,
+    ) -> Path:
+        """As ``services.download_artifact``: refused when it cannot run on ``here`` (this
+        machine) unless ``force``; streamed into a temporary file, checked against the sha256
+        and size the farm recorded, then renamed into place."""
+        import httpx
+
+        from orchestrator.store import ArtifactCorruptError, DestinationError, save_verified
+
+        artifact = self.get_artifact(ref)
+        if not force:
+            services.refuse_incompatible(artifact, here)
+        target = Path(dest)
+        if target.is_dir():
+            target = target / services.download_file_name(artifact)
+        elif not target.parent.is_dir():
+            raise InvalidRequestError(f"cannot write {target}: the folder {target.parent} does not exist")
+        try:
+            with self.http.stream("GET", f"/artifacts/{artifact.id}/download") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise(response)
+                return save_verified(
+                    response.iter_bytes(),
+                    target,
+                    artifact.sha256,
+                    overwrite=overwrite,
+                    expected_size=artifact.size_bytes,
+                    label=f"artifact {artifact.id}",
+                )
+        except DestinationError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        except ArtifactCorruptError as exc:
+            raise FarmError(f"artifact {artifact.id}: {exc}") from None
+        except httpx.TransportError as exc:
+            raise UnreachableError(
+                f"downloading artifact {artifact.id} from {redact(self.url)} failed: {exc}"
+            ) from None
+        except OSError as exc:
+            raise InvalidRequestError(f"cannot write {target}: {exc.strerror or exc}") from None
 
     def list_workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
         data = self._call("GET", "/workers", params={"include_offline": include_offline})
@@ -221,3 +302,18 @@ class DirectFarm:
 
     def retry(self, ref: str) -> JobInfo:
         return services.retry(self.farm, ref)
+
+    def list_artifacts(self, **filters: Any) -> list[ArtifactInfo]:
+        return services.list_artifacts(self.farm, **filters)
+
+    def get_artifact(self, ref: str) -> ArtifactInfo:
+        return services.get_artifact(self.farm, ref)
+
+    def results(self, ref: str) -> list[ValidationInfo]:
+        return services.results(self.farm, ref)
+
+    def download_artifact(self, ref: str, dest: str | Path, **options: Any) -> Path:
+        return services.download_artifact(self.farm, ref, dest, **options)
+
+    def list_workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
+        return services.list_workers(self.farm, include_offline=include_offline)

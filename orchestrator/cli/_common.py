@@ -53,7 +53,7 @@ class CliState:
 
         return from_env()
 
-    def jobs_api(self) -> DirectFarm | RemoteFarm:
+    def farm_api(self) -> DirectFarm | RemoteFarm:
         """Job queries and control, through the server when one is configured, else direct."""
         from orchestrator.remote import DirectFarm
 

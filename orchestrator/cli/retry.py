@@ -15,7 +15,7 @@ from orchestrator.cli._jobs import follow, report_job
 @json_option
 def retry_command(job_id: str, wait_: bool, timeout: float | None, as_json: bool) -> None:
     """Queue a new attempt of JOB (which must have failed or been cancelled)."""
-    api = state().jobs_api()
+    api = state().farm_api()
     job = api.retry(job_id)
     if wait_:
         (job,) = follow(api, [job], timeout)

@@ -16,7 +16,7 @@ def status_command(job_id: str, as_json: bool) -> None:
 
     Through the API server when ORCHESTRATE_API_URL and ORCHESTRATE_TOKEN are set.
     """
-    job = state().jobs_api().get_job(job_id)
+    job = state().farm_api().get_job(job_id)
     if as_json:
         print_json(job.to_dict())
     else:

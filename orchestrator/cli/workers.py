@@ -12,9 +12,8 @@ from orchestrator.cli._common import json_option, print_json, state, styled, tab
 @json_option
 def workers_command(include_offline: bool, as_json: bool) -> None:
     """List registered workers with their queues, hardware and backends."""
-    from orchestrator import services
 
-    workers = services.list_workers(state().get_farm(), include_offline=include_offline)
+    workers = state().farm_api().list_workers(include_offline=include_offline)
     if as_json:
         print_json([worker.to_dict() for worker in workers])
         return

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from orchestrator import services
 from orchestrator.server.auth import Caller, farm_of, reader
-from orchestrator.services import ArtifactInfo, UnreachableError, ValidationInfo
+from orchestrator.services import (
+    ArtifactInfo,
+    InvalidRequestError,
+    UnreachableError,
+    ValidationInfo,
+)
 from orchestrator.settings import redact
+
+if TYPE_CHECKING:
+    from compiler.identity import DeviceIdentity
 
 router = APIRouter(prefix="/artifacts", tags=["artifacts"])
 
 #: The header that carries the sha256 of a download (the client checks it).
 SHA256_HEADER = "X-Orchestrate-SHA256"
+CHUNK_BYTES = 1024 * 1024
 
 
 @router.get("", summary="List artifacts")
@@ -28,6 +39,11 @@ def list_artifacts(
     backend: str | None = None,
     precision: str | None = None,
     limit: int = Query(50, ge=1, le=10_000),
+    runs_on: str | None = Query(
+        None,
+        description="JSON of a DeviceIdentity (compiler.local_identity().to_dict()): only "
+        "artifacts whose engines can run on that machine",
+    ),
     caller: Caller = Depends(reader),
 ) -> dict[str, list[ArtifactInfo]]:
     """Artifacts matching every filter, newest first."""
@@ -39,8 +55,30 @@ def list_artifacts(
         backend=backend,
         precision=precision,
         limit=limit,
+        runs_on=_identity(runs_on),
     )
     return {"artifacts": found}
+
+
+def _identity(text: str | None) -> DeviceIdentity | None:
+    if text is None:
+        return None
+    from compiler.identity import DeviceIdentity
+
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        # Every field is text (versions, names) or unknown; other types would fail later.
+        if not isinstance(data.get("arch"), str) or not all(
+            value is None or isinstance(value, str) for key, value in data.items() if key != "extra"
+        ) or not isinstance(data.get("extra", {}), dict):
+            raise TypeError("every field is a string or null (extra: an object), and arch is given")
+        identity = DeviceIdentity.from_dict(data)
+        identity.device_class  # noqa: B018 - derived from the fields: raises on bad values
+        return identity
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidRequestError(f"runs_on: not a device identity: {exc}") from None
 
 
 @router.get("/{artifact_id}", summary="Show an artifact")
@@ -82,7 +120,7 @@ def download(request: Request, artifact_id: str, caller: Caller = Depends(reader
         digest = hashlib.sha256()
         size = 0
         try:
-            for chunk in farm.store._chunks(stream):
+            for chunk in iter(lambda: stream.read(CHUNK_BYTES), b""):
                 digest.update(chunk)
                 size += len(chunk)
                 yield chunk

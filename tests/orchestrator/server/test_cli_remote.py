@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -77,3 +78,54 @@ def test_a_wrong_token_or_no_server_is_an_error_with_an_exit_code(server_env) ->
     assert missing.exit_code == 2 and "ORCHESTRATE_TOKEN" in missing.stderr
     gone = runner.invoke(main, ["jobs"], env={**server_env, "ORCHESTRATE_API_URL": "http://127.0.0.1:1"})
     assert gone.exit_code == 3 and "cannot reach the API server" in gone.stderr
+
+
+def test_artifacts_results_and_workers_through_the_server(server_env, tiny_model, tmp_path) -> None:
+    import hashlib
+
+    from orchestrator import models as m
+    from tests.orchestrator.server.conftest import seed_artifact
+
+    runner = CliRunner()
+    submitted = runner.invoke(main, ["submit", str(tiny_model), "--arch", "x86_64", "--json"], env=server_env)
+    (job,) = json.loads(submitted.stdout)["jobs"]
+    farm = Farm(get_settings())
+    payload = b"engine package " * 10_000
+    artifact_id = seed_artifact(farm, job["id"], payload)
+    with farm.session() as session:
+        session.add(m.Worker(name="w@h", hostname="h", arch="x86_64", queues=["compile.x86_64"], capabilities={}))
+
+    for args in (
+        ["artifacts", "list", "--json"],
+        ["artifacts", "list", "--runs-here", "--json"],
+        ["artifacts", "list", "--arch", "x86_64"],
+        ["artifacts", "show", artifact_id[:10], "--json"],
+        ["artifacts", "show", artifact_id],
+        ["results", job["id"], "--json"],
+        ["results", artifact_id],
+        ["workers", "--json"],
+        ["workers"],
+        ["artifacts", "show", "ffffffffffff"],
+    ):
+        direct, remote = _both(args, server_env)
+        assert (remote.exit_code, remote.stdout, remote.stderr) == (direct.exit_code, direct.stdout, direct.stderr), args
+
+    out = tmp_path / "engine.pt2"
+    got = runner.invoke(main, ["artifacts", "get", artifact_id, "-o", str(out)], env=server_env)
+    assert got.exit_code == 0, got.output
+    assert out.read_bytes() == payload
+    again = runner.invoke(main, ["artifacts", "get", artifact_id, "-o", str(out)], env=server_env)
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    into = runner.invoke(main, ["artifacts", "get", artifact_id, "-o", str(folder), "--json"], env=server_env)
+    assert hashlib.sha256(Path(json.loads(into.stdout)["path"]).read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
+
+    # An object altered in the store (same size) is refused by the client: nothing is written.
+    stored = Path(farm.store.path_for(hashlib.sha256(payload).hexdigest()))
+    stored.chmod(0o644)
+    stored.write_bytes(b"X" * len(payload))
+    bad = tmp_path / "bad.pt2"
+    refused = runner.invoke(main, ["artifacts", "get", artifact_id, "-o", str(bad)], env=server_env)
+    assert refused.exit_code == 1 and "sha256" in refused.stderr
+    assert not bad.exists() and not list(tmp_path.glob(".bad.pt2.*"))
