@@ -126,20 +126,24 @@ class RemoteFarm:
 
     def submit(
         self,
-        model: str | Path,
+        model: str | Path | bytes,
         archs: list[str],
         spec_json: str,
         *,
         device_class: str | None = None,
         name: str | None = None,
     ) -> Submission:
-        """Upload ``model`` (streamed from disk) with a resolved spec, as JSON."""
-        path = Path(model)
+        """Upload ``model`` (a file, streamed from disk, or its bytes) with a resolved spec, as JSON."""
         fields: dict[str, Any] = {"arch": archs, "spec": spec_json}
         if device_class:
             fields["device_class"] = device_class
         if name is not None:
             fields["name"] = name
+        if isinstance(model, bytes):
+            # Named as services.read_model names bytes: the model's default name is "model".
+            data = self._call("POST", "/jobs", files={"model": ("model.pt2", model)}, data=fields)
+            return Submission(jobs=[JobInfo(**job) for job in data["jobs"]], warnings=list(data["warnings"]))
+        path = Path(model)
         try:
             stream = path.open("rb")
         except FileNotFoundError:

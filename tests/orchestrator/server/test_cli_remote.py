@@ -129,3 +129,31 @@ def test_artifacts_results_and_workers_through_the_server(server_env, tiny_model
     refused = runner.invoke(main, ["artifacts", "get", artifact_id, "-o", str(bad)], env=server_env)
     assert refused.exit_code == 1 and "sha256" in refused.stderr
     assert not bad.exists() and not list(tmp_path.glob(".bad.pt2.*"))
+
+
+def test_python_client_through_the_server(server_env, tiny_model, monkeypatch) -> None:
+    import orchestrator
+    from orchestrator.client import Client
+    from orchestrator.remote import RemoteFarm
+
+    client = Client(api_url=server_env["ORCHESTRATE_API_URL"], token=server_env["ORCHESTRATE_TOKEN"])
+    handle = client.submit(tiny_model, "x86_64")
+    assert handle.status().submitted_by == "alice" and handle.warnings
+    with pytest.raises(orchestrator.WaitTimeoutError):
+        handle.wait(timeout=0.2)
+    assert handle.artifact() is None and handle.results() == []
+    assert handle.cancel().state == "cancelled"
+    with pytest.raises(orchestrator.JobCancelledError):
+        handle.wait()
+    assert handle.retry().state == "queued"
+    assert handle.id in [job.id for job in client.jobs()]
+    with pytest.raises(orchestrator.NotFoundError):
+        client.job("ffffffffffff")
+
+    # From the environment, as the CLI; an in-memory program is uploaded as bytes.
+    for key, value in server_env.items():
+        monkeypatch.setenv(key, value)
+    from_env = Client()
+    assert isinstance(from_env.api, RemoteFarm)
+    (again,) = from_env.submit(tiny_model.read_bytes(), ["aarch64"])
+    assert from_env.job(again.id).status().arch == "aarch64"
