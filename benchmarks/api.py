@@ -9,7 +9,9 @@ queued job. Measured, all on this machine:
 * sequential: one keep-alive client, one ``GET /api/v1/jobs/{id}`` at a time: the API's own
   latency (auth lookup + the same service call + HTTP + JSON);
 * concurrent: ``--clients`` keep-alive connections, each sending its next request as soon as
-  the last one answered, for ``--seconds``: requests/s and latency under load.
+  the last one answered, for ``--seconds``: requests/s and latency under load;
+* submit: ``--submits`` submissions of the one-op model (each a new job on the SQL broker),
+  ``services.submit`` in-process vs a multipart upload to ``POST /api/v1/jobs`` (httpx).
 
 The load generator is a minimal HTTP/1.1 client on asyncio streams in this process, so that it
 takes as little of the two cores from the server as it can; it still shares them.
@@ -109,11 +111,29 @@ async def concurrent(port: int, path: str, token: str, clients: int, seconds: fl
     return latencies, errors, elapsed
 
 
+def submit_over_http(port: int, token: str, model: Path, count: int) -> list[float]:
+    import httpx
+
+    times = []
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", headers=headers, timeout=120) as client:
+        for i in range(count):
+            # Specs unlike the direct ones: every submission is a new job, never the same row.
+            fields = {"arch": "x86_64", "spec": json.dumps({"validation": {"samples": 1000 + i}})}
+            start = time.perf_counter()
+            with model.open("rb") as stream:
+                response = client.post("/jobs", files={"model": (model.name, stream)}, data=fields)
+            times.append(time.perf_counter() - start)
+            assert response.status_code == 201, response.text
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--sequential", type=int, default=500)
+    parser.add_argument("--submits", type=int, default=20)
     args = parser.parse_args()
 
     import torch
@@ -126,6 +146,15 @@ def main() -> None:
         torch.export.save(tiny_program(), model)
         (job,) = services.submit(farm, model, [Target.parse("x86_64")], services.resolve_spec(None)).jobs
         secret = tokens.create_token(farm, "bench", "read").secret
+        submitter = tokens.create_token(farm, "bench", "submit").secret
+        target = [Target.parse("x86_64")]
+
+        direct_submit = []
+        for i in range(args.submits):
+            spec = services.resolve_spec({"validation": {"samples": 1 + i}})
+            start = time.perf_counter()
+            services.submit(farm, model, target, spec)
+            direct_submit.append(time.perf_counter() - start)
 
         direct = []
         for _ in range(args.sequential):
@@ -152,6 +181,7 @@ def main() -> None:
             path = f"/api/v1/jobs/{job.id}"
             seq = asyncio.run(sequential(port, path, secret, args.sequential))
             lat, errors, elapsed = asyncio.run(concurrent(port, path, secret, args.clients, args.seconds))
+            api_submit = submit_over_http(port, submitter, model, args.submits)
         finally:
             server.terminate()
             server.wait(30)
@@ -167,6 +197,8 @@ def main() -> None:
         "concurrent_requests_per_s": len(lat) / elapsed,
         "concurrent_p50_ms": statistics.median(lat) * ms,
         "concurrent_p99_ms": percentile(lat, 0.99) * ms,
+        "direct_submit_p50_ms": statistics.median(direct_submit) * ms,
+        "api_submit_p50_ms": statistics.median(api_submit) * ms,
     }
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in report.items()}, indent=2))
     out = Path(__file__).resolve().parent / "results"

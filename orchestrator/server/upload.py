@@ -79,7 +79,16 @@ class _ModelWriter:
             self.stream.close()
 
 
+#: The fields a submission may carry besides the model (``filename``: raw bodies only).
+FIELDS = ("arch", "device_class", "spec", "backend", "precision", "name", "filename")
+
+
 def _add_field(upload: Upload, key: str, value: str) -> None:
+    if key not in FIELDS:
+        # A misspelt field ("archs", "device-class") would otherwise be ignored silently.
+        raise ApiError(
+            400, "invalid_request", f"unknown field {key[:64]!r}: a submission takes {', '.join(FIELDS)} and model"
+        )
     if sum(len(v) for v in upload.fields.values()) >= MAX_FIELDS:
         raise ApiError(400, "invalid_request", f"a submission has at most {MAX_FIELDS} fields")
     upload.fields.setdefault(key, []).append(value)

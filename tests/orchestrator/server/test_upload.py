@@ -98,3 +98,12 @@ def test_an_upload_over_the_limit_is_refused_and_nothing_is_stored(api: Api, for
 )
 def test_uploaded_file_names_stay_inside_the_upload_folder(given: str | None, expected: str) -> None:
     assert model_file_name(given) == expected
+
+
+def test_a_misspelt_field_is_refused_not_ignored(api: Api, tiny_model: Path) -> None:
+    with api.client("alice") as client:
+        multipart = client.post("/jobs", files={"model": ("t.pt2", tiny_model.read_bytes())}, data={"archs": "x86_64"})
+        raw = client.post("/jobs", content=tiny_model.read_bytes(), params={"arch": "x86_64", "device-class": "sm90"})
+    for response in (multipart, raw):
+        assert response.status_code == 400
+        assert "unknown field" in response.json()["error"]["message"]
