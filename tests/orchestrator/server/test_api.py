@@ -7,6 +7,7 @@ import json
 import time
 
 import httpx
+import pytest
 
 from orchestrator import models as m
 from tests.orchestrator.server.conftest import Api, seed_artifact, upload
@@ -229,3 +230,27 @@ def test_a_real_build_through_the_api_downloads_a_verified_engine(tmp_path, tiny
         assert len(download.content) == artifact["size_bytes"]
         results = client.get(f"/results/{job['id']}").json()["results"]
         assert results and all(r["passed"] for r in results)
+
+
+@pytest.mark.postgres
+def test_the_api_on_postgresql(postgres_url, tmp_path, tiny_model) -> None:
+    from orchestrator import db as farm_db
+    from orchestrator import tokens
+    from orchestrator.server import create_app
+    from orchestrator.server.testing import ServerThread
+    from orchestrator.services import Farm
+    from orchestrator.testing import embedded_settings
+
+    farm_db.upgrade(postgres_url)
+    farm = Farm(embedded_settings(tmp_path / "home", database_url=postgres_url))
+    alice = tokens.create_token(farm, "alice", "submit")
+    with ServerThread(create_app(farm)) as server, httpx.Client(
+        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {alice.secret}"}, timeout=60
+    ) as client:
+        (job,) = upload(client, tiny_model).json()["jobs"]
+        assert client.get(f"/jobs/{job['id']}").json()["submitted_by"] == "alice"
+        assert client.post(f"/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
+        assert [j["id"] for j in client.get("/jobs", params={"state": "cancelled"}).json()["jobs"]] == [job["id"]]
+        tokens.revoke_token(farm, alice.info.id)
+        time.sleep(farm.settings.api_token_cache_seconds + 0.1)
+        assert client.get("/jobs").status_code == 401
