@@ -254,3 +254,17 @@ def test_the_api_on_postgresql(postgres_url, tmp_path, tiny_model) -> None:
         tokens.revoke_token(farm, alice.info.id)
         time.sleep(farm.settings.api_token_cache_seconds + 0.1)
         assert client.get("/jobs").status_code == 401
+
+
+def test_an_unexpected_error_is_500_internal_and_its_details_stay_in_the_log(api: Api, monkeypatch, caplog) -> None:
+    from orchestrator import services
+
+    def broken(farm, ref):
+        raise RuntimeError("postgresql://farm:hunter2@db/farm exploded")
+
+    monkeypatch.setattr(services, "get_job", broken)
+    with api.client("reader") as client:
+        response = client.get("/jobs/0123456789abcdef")
+    assert response.status_code == 500
+    assert response.json() == {"error": {"kind": "internal", "message": "internal server error; see the server's log", "exit_code": 1}}
+    assert "RuntimeError" in caplog.text and "hunter2" not in response.text  # logged, not sent
