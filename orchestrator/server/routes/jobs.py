@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +133,12 @@ def get_job(request: Request, job_id: str, caller: Caller = Depends(reader)) -> 
     return JSONResponse(services.get_job(farm_of(request), job_id).to_dict())
 
 
+#: How often a long-poll reads the job again.
+WAIT_POLL_INTERVAL = 0.25
+
+
 @router.get("/{job_id}/wait", summary="Wait for a job (long-poll)")
-def wait(
+async def wait(
     request: Request,
     job_id: str,
     timeout: float = Query(30.0, ge=0, description="seconds; capped at ORCHESTRATE_API_MAX_WAIT"),
@@ -145,28 +151,23 @@ def wait(
 ) -> JobInfo:
     """The job once it is final, or as it is when ``timeout`` runs out (check ``state``); with
     ``since``, also as soon as its state or phase is no longer the one the caller last saw."""
+    # The loop sleeps on the event loop, not in a thread: a thousand waiting clients hold no
+    # threads, and the status requests beside them still find one free.
     farm = farm_of(request)
-
-    def on_change(job: JobInfo) -> None:
-        if since is not None and since != progress_mark(job):
-            raise _Changed(job)
-
-    try:
-        return services.wait(farm, job_id, timeout=min(timeout, farm.settings.api_max_wait), on_change=on_change)
-    except services.WaitTimeoutError as exc:
-        return exc.job
-    except _Changed as exc:
-        return exc.job
+    deadline = time.monotonic() + min(timeout, farm.settings.api_max_wait)
+    job = await run_in_threadpool(services.get_job, farm, job_id)
+    while not job.is_final and (since is None or since == progress_mark(job)):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or await request.is_disconnected():
+            break
+        await asyncio.sleep(min(WAIT_POLL_INTERVAL, remaining))
+        job = await run_in_threadpool(services.get_job, farm, job.id)
+    return job
 
 
 def progress_mark(job: JobInfo) -> str:
     """What ``wait?since=`` compares: ``state`` or ``state/phase``."""
     return f"{job.state}/{job.phase}" if job.phase else job.state
-
-
-class _Changed(Exception):
-    def __init__(self, job: JobInfo) -> None:
-        self.job = job
 
 
 def _controlled(request: Request, job_id: str, caller: Caller) -> JobInfo:

@@ -268,3 +268,31 @@ def test_an_unexpected_error_is_500_internal_and_its_details_stay_in_the_log(api
     assert response.status_code == 500
     assert response.json() == {"error": {"kind": "internal", "message": "internal server error; see the server's log", "exit_code": 1}}
     assert "RuntimeError" in caplog.text and "hunter2" not in response.text  # logged, not sent
+
+
+def test_many_long_polls_hold_no_threads_and_status_still_answers(api: Api, tiny_model) -> None:
+    import asyncio
+
+    from orchestrator.server.app import THREADS
+
+    with api.client("alice") as client:
+        (job,) = upload(client, tiny_model, spec="validation:\n  samples: 9\n").json()["jobs"]
+    headers = {"Authorization": f"Bearer {api.secrets['reader']}"}
+
+    async def scenario() -> tuple[list[int], float]:
+        limits = httpx.Limits(max_connections=THREADS + 40)
+        async with httpx.AsyncClient(base_url=api.url + "/api/v1", headers=headers, timeout=30, limits=limits) as c:
+            waits = [
+                asyncio.create_task(c.get(f"/jobs/{job['id']}/wait", params={"timeout": 3}))
+                for _ in range(THREADS + 20)
+            ]
+            await asyncio.sleep(1.0)
+            started = time.monotonic()
+            status = await c.get(f"/jobs/{job['id']}")
+            took = time.monotonic() - started
+            assert status.status_code == 200
+            return [r.status_code for r in await asyncio.gather(*waits)], took
+
+    codes, took = asyncio.run(scenario())
+    assert codes == [200] * (THREADS + 20)
+    assert took < 1.5, f"status took {took:.2f} s beside {THREADS + 20} long-polls"
