@@ -8,10 +8,12 @@ the raw body (any other content type) with the fields in the query string.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from orchestrator.server.errors import ApiError
@@ -113,8 +115,7 @@ async def receive(request: Request, folder: Path, max_model_bytes: int, max_fiel
             _add_field(upload, key, value)
         writer = _ModelWriter(upload, upload.first("filename"), max_model_bytes)
         try:
-            async for chunk in request.stream():
-                writer.write(chunk)
+            await _pump(request, writer.write)
         finally:
             writer.close()
     if upload.path is None:
@@ -200,8 +201,7 @@ async def _receive_multipart(
         },
     )
     try:
-        async for chunk in request.stream():
-            parser.write(chunk)
+        await _pump(request, parser.write)
         parser.finalize()
     except ApiError:
         raise
@@ -210,6 +210,23 @@ async def _receive_multipart(
     finally:
         for item in writer:
             item.close()
+
+
+#: Body bytes gathered before they are handed to a thread to parse and write.
+BATCH_BYTES = 1024 * 1024
+
+
+async def _pump(request: Request, sink: Callable[[bytes], object]) -> None:
+    """Feed the body to ``sink`` in batches of about BATCH_BYTES, each in a worker thread: a
+    slow disk then stalls this upload, not the event loop that every other request shares."""
+    batch = bytearray()
+    async for chunk in request.stream():
+        batch += chunk
+        if len(batch) >= BATCH_BYTES:
+            await run_in_threadpool(sink, bytes(batch))
+            batch.clear()
+    if batch:
+        await run_in_threadpool(sink, bytes(batch))
 
 
 def remove_tree(folder: Path) -> None:

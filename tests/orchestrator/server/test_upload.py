@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import models as m
+from orchestrator.server import upload
 from orchestrator.server.upload import model_file_name
 from tests.orchestrator.server.conftest import MAX_MODEL_BYTES, Api
 
@@ -35,7 +36,12 @@ def _store_objects(api: Api) -> set[Path]:
     return {p for p in Path(api.farm.settings.artifact_store).rglob("*") if p.is_file()}
 
 
-def test_a_streamed_upload_of_many_chunks_is_stored_whole(api: Api, big_model: Path) -> None:
+@pytest.mark.parametrize("batch", [upload.BATCH_BYTES, 100_000])
+def test_a_streamed_upload_of_many_chunks_is_stored_whole(
+    api: Api, big_model: Path, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 100 kB batches: the ~600 KiB model is parsed and written in several, split mid-chunk.
+    monkeypatch.setattr(upload, "BATCH_BYTES", batch)
     data = big_model.read_bytes()
     with api.client("alice") as client:
         response = client.post(
@@ -52,7 +58,8 @@ def test_a_streamed_upload_of_many_chunks_is_stored_whole(api: Api, big_model: P
     assert stored == data
 
 
-def test_multipart_upload_of_many_chunks(api: Api, big_model: Path) -> None:
+def test_multipart_upload_of_many_chunks(api: Api, big_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(upload, "BATCH_BYTES", 100_000)
     with api.client("bob") as client, big_model.open("rb") as stream:
         response = client.post(
             "/jobs", files={"model": ("nested/dir/big.pt2", stream)}, data={"arch": "aarch64"}
@@ -107,3 +114,15 @@ def test_a_misspelt_field_is_refused_not_ignored(api: Api, tiny_model: Path) -> 
     for response in (multipart, raw):
         assert response.status_code == 400
         assert "unknown field" in response.json()["error"]["message"]
+
+
+def test_a_spec_field_over_its_limit_is_refused_while_it_streams(api: Api, tiny_model: Path) -> None:
+    limit = api.farm.settings.max_spec_bytes
+    with api.client("alice") as client:
+        response = client.post(
+            "/jobs",
+            files={"model": ("t.pt2", tiny_model.read_bytes())},
+            data={"arch": "x86_64", "spec": "#" * limit},
+        )
+    assert response.status_code == 413
+    assert "ORCHESTRATE_MAX_SPEC_BYTES" in response.json()["error"]["message"]
