@@ -26,6 +26,18 @@ def workers(
     return {"workers": services.list_workers(farm_of(request), include_offline=include_offline)}
 
 
+@router.get("/queues", summary="Queues and the workers that serve them")
+def queues(request: Request, caller: Caller = Depends(reader)) -> dict[str, list[dict[str, Any]]]:
+    """Every queue a registered worker subscribes to, with its live and silent workers: a
+    queue without live workers holds its jobs until one starts."""
+    served: dict[str, dict[str, list[str]]] = {}
+    for worker in services.list_workers(farm_of(request)):
+        for queue in worker.queues:
+            entry = served.setdefault(queue, {"live_workers": [], "other_workers": []})
+            entry["live_workers" if worker.live else "other_workers"].append(worker.name)
+    return {"queues": [{"queue": name, **served[name]} for name in sorted(served)]}
+
+
 @router.get("/whoami", summary="The caller's token")
 def whoami(caller: Caller = Depends(reader)) -> dict[str, Any]:
     return {"user": caller.user, "role": caller.role.value, "token_id": caller.token.id}

@@ -162,6 +162,9 @@ def test_workers_are_listed(api: Api) -> None:
     with api.client("reader") as client:
         workers = client.get("/workers").json()["workers"]
         assert [w["name"] for w in workers] == ["w1@host"] and workers[0]["live"] is True
+        assert client.get("/queues").json() == {
+            "queues": [{"queue": "compile.aarch64", "live_workers": ["w1@host"], "other_workers": []}]
+        }
         assert client.get("/whoami").json() == {"user": "rita", "role": "read", "token_id": api.token_ids["reader"]}
 
 
