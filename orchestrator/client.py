@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from orchestrator import services
+from orchestrator.remote import DirectFarm, RemoteFarm
+from orchestrator.remote import from_env as remote_from_env
 from orchestrator.services import (
     ArtifactInfo,
     Farm,
@@ -44,7 +46,7 @@ class JobHandle:
         return f"JobHandle({self.id!r})"
 
     def status(self) -> JobInfo:
-        return services.get_job(self.client.farm, self.id)
+        return self.client.api.get_job(self.id)
 
     def wait(
         self,
@@ -55,17 +57,22 @@ class JobHandle:
         poll_interval: float = 0.25,
     ) -> JobInfo:
         """Block until the job finishes; raises JobFailedError/JobCancelledError unless told not to."""
-        job = services.wait(
-            self.client.farm, self.id, timeout=timeout, poll_interval=poll_interval, on_change=on_change
-        )
+        if isinstance(self.client.api, RemoteFarm):
+            # The server long-polls; there is no interval to choose.
+            job = self.client.api.wait(self.id, timeout=timeout, on_change=on_change)
+        else:
+            job = services.wait(
+                self.client.farm, self.id, timeout=timeout, poll_interval=poll_interval, on_change=on_change
+            )
         return services.raise_for_outcome(job) if raise_on_failure else job
 
     def artifact(self) -> ArtifactInfo | None:
         """The engine artifact, once the job succeeded (None before)."""
-        return services.job_artifact(self.client.farm, self.id)
+        job = self.status()
+        return self.client.api.get_artifact(job.artifact_id) if job.artifact_id else None
 
     def results(self) -> list[ValidationInfo]:
-        return services.results(self.client.farm, self.id)
+        return self.client.api.results(self.id)
 
     def download(self, path: str | Path, *, overwrite: bool = False, force: bool = False) -> Path:
         """Save the engine package to ``path`` (verified against its sha256); an existing
@@ -77,24 +84,45 @@ class JobHandle:
             raise services.InvalidStateError(
                 f"job {job.id} is {job.state} and has no artifact yet; call .wait() first"
             )
-        return services.download_artifact(self.client.farm, artifact.id, path, overwrite=overwrite, force=force)
+        return self.client.api.download_artifact(artifact.id, path, overwrite=overwrite, force=force)
 
     def cancel(self) -> JobInfo:
-        return services.cancel(self.client.farm, self.id)
+        return self.client.api.cancel(self.id)
 
     def retry(self) -> JobInfo:
-        return services.retry(self.client.farm, self.id)
+        return self.client.api.retry(self.id)
 
 
 class Client:
-    """A connection to one farm (default: the settings from the environment)."""
+    """A connection to one farm (default: the settings from the environment).
+
+    With ``api_url`` and ``token`` (default: ORCHESTRATE_API_URL and ORCHESTRATE_TOKEN, unless
+    ``settings`` or ``farm`` is given), every call goes through that API server instead."""
 
     def __init__(
-        self, settings: Settings | None = None, *, farm: Farm | None = None, eager: bool = False
+        self,
+        settings: Settings | None = None,
+        *,
+        farm: Farm | None = None,
+        eager: bool = False,
+        api_url: str | None = None,
+        token: str | None = None,
     ) -> None:
         self._farm = farm
         self._settings = settings
         self._eager = eager
+        self._api: DirectFarm | RemoteFarm | None = None
+        if api_url is not None:
+            self._api = RemoteFarm(api_url, token or "")
+        elif farm is None and settings is None and not eager:
+            self._api = remote_from_env()
+
+    @property
+    def api(self) -> DirectFarm | RemoteFarm:
+        """What the calls go through: the API server, or the services on ``farm``."""
+        if self._api is None:
+            self._api = DirectFarm(self.farm)
+        return self._api
 
     @property
     def farm(self) -> Farm:
@@ -147,16 +175,22 @@ class Client:
         """
         archs = [_local_arch()] if arch is None else [arch] if isinstance(arch, str) else list(arch)
         targets = services.resolve_targets(archs, device_class)
-        resolved = services.resolve_spec(
-            spec, backend=backend, precision=precision, max_bytes=self.farm.settings.max_spec_bytes
-        )
         data = _model_bytes(model)
-        submission = services.submit(self.farm, data, targets, resolved, name=name)
+        if isinstance(self.api, RemoteFarm):
+            resolved = services.resolve_spec(spec, backend=backend, precision=precision)
+            submission = self.api.submit(
+                data, [t.arch for t in targets], resolved.canonical_json(), device_class=device_class, name=name
+            )
+        else:
+            resolved = services.resolve_spec(
+                spec, backend=backend, precision=precision, max_bytes=self.farm.settings.max_spec_bytes
+            )
+            submission = services.submit(self.farm, data, targets, resolved, name=name)
         handles = [JobHandle(self, job.id, submission.warnings) for job in submission.jobs]
         return handles[0] if isinstance(arch, str) or arch is None else handles
 
     def job(self, job_id: str) -> JobHandle:
-        return JobHandle(self, services.get_job(self.farm, job_id).id)
+        return JobHandle(self, self.api.get_job(job_id).id)
 
     def jobs(
         self,
@@ -166,7 +200,7 @@ class Client:
         model: str | None = None,
         limit: int = 50,
     ) -> list[JobInfo]:
-        return services.list_jobs(self.farm, state=state, arch=arch, model=model, limit=limit)
+        return self.api.list_jobs(state=state, arch=arch, model=model, limit=limit)
 
     def artifacts(
         self,
@@ -181,8 +215,7 @@ class Client:
     ) -> list[ArtifactInfo]:
         """Artifacts matching every filter, newest first; ``runs_here``: only those whose
         engines can run on this machine."""
-        return services.list_artifacts(
-            self.farm,
+        return self.api.list_artifacts(
             model=model,
             arch=arch,
             device_class=device_class,
@@ -193,23 +226,23 @@ class Client:
         )
 
     def artifact(self, artifact_id: str) -> ArtifactInfo:
-        return services.get_artifact(self.farm, artifact_id)
+        return self.api.get_artifact(artifact_id)
 
     def download(self, artifact_id: str, path: str | Path, *, overwrite: bool = False, force: bool = False) -> Path:
         """Save an artifact's engine package to ``path``; an existing file is replaced only with
         ``overwrite``; an engine that cannot run on this machine raises
         IncompatibleArtifactError (with the reason) unless ``force``."""
-        return services.download_artifact(self.farm, artifact_id, path, overwrite=overwrite, force=force)
+        return self.api.download_artifact(artifact_id, path, overwrite=overwrite, force=force)
 
     def incompatibility(self, artifact_id: str) -> list[str]:
         """Why the artifact's engines cannot run on this machine; empty when they can."""
-        return services.get_artifact(self.farm, artifact_id).problems_on(_local_identity())
+        return self.api.get_artifact(artifact_id).problems_on(_local_identity())
 
     def results(self, job_or_artifact_id: str) -> list[ValidationInfo]:
-        return services.results(self.farm, job_or_artifact_id)
+        return self.api.results(job_or_artifact_id)
 
     def workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
-        return services.list_workers(self.farm, include_offline=include_offline)
+        return self.api.list_workers(include_offline=include_offline)
 
 
 def _local_identity() -> DeviceIdentity:

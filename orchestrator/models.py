@@ -38,6 +38,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
     "NAMING_CONVENTION",
+    "ApiToken",
     "Artifact",
     "Base",
     "CompileSpecRow",
@@ -45,6 +46,7 @@ __all__ = [
     "JobState",
     "Model",
     "UTCDateTime",
+    "TokenRole",
     "ValidationResult",
     "Worker",
     "WorkerState",
@@ -139,6 +141,21 @@ class JobState(str, enum.Enum):
 class WorkerState(str, enum.Enum):
     ONLINE = "online"
     OFFLINE = "offline"
+
+
+class TokenRole(str, enum.Enum):
+    """What an API token may do; each role may do everything the roles before it may."""
+
+    READ = "read"
+    SUBMIT = "submit"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(TokenRole).index(self)
+
+    def allows(self, needed: TokenRole) -> bool:
+        return self.rank >= needed.rank
 
 
 def _enum_values(enum_cls: type[enum.Enum]) -> list[str]:
@@ -244,6 +261,8 @@ class Job(Base):
         )
     )
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
+    # The API user who submitted it (NULL: submitted directly, or before revision 0003).
+    submitted_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column()
     started_at: Mapped[datetime | None] = mapped_column()
@@ -368,6 +387,24 @@ class Worker(Base):
 
     def __repr__(self) -> str:
         return f"Worker(name={self.name!r}, arch={self.arch!r}, state={self.state.value!r})"
+
+
+class ApiToken(Base):
+    """An API token of one user. Only the sha256 of the secret is stored: the secret itself
+    is shown once, when the token is created, and cannot be read back from the database."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_user", "user"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user: Mapped[str] = mapped_column(String(255))
+    role: Mapped[TokenRole] = mapped_column(_str_enum(TokenRole, "token_role"))
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    def __repr__(self) -> str:
+        return f"ApiToken(id={self.id!r}, user={self.user!r}, role={self.role.value!r})"
 
 
 # --------------------------------------------------------------------------------------------

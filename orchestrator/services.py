@@ -161,6 +161,8 @@ class JobInfo:
     created_at: str | None
     started_at: str | None
     finished_at: str | None
+    #: The API user who submitted it (None: submitted directly, not through the server).
+    submitted_by: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -199,6 +201,7 @@ class JobInfo:
             created_at=_iso(job.created_at),
             started_at=_iso(job.started_at),
             finished_at=_iso(job.finished_at),
+            submitted_by=job.submitted_by,
         )
 
 
@@ -778,8 +781,10 @@ def submit(
     spec: compiler.CompileSpec,
     *,
     name: str | None = None,
+    submitted_by: str | None = None,
 ) -> Submission:
-    """Accept a model for every target: cached targets succeed at once, the rest are enqueued."""
+    """Accept a model for every target: cached targets succeed at once, the rest are enqueued.
+    ``submitted_by`` is the API user the server submits for (recorded on every job)."""
     if not targets:
         raise InvalidRequestError("give at least one target architecture")
     from compiler.backends import get_backend
@@ -830,6 +835,7 @@ def submit(
                 created_at=now,
                 phase_timings={},
                 attempts=0,
+                submitted_by=submitted_by,
             )
             hit = _cached_artifact(session, sha, spec_row.sha256, spec.backend, target, live)
             if hit is not None:

@@ -42,7 +42,16 @@ GIB = 1024**3
 
 # Keys that may appear in orchestrate.toml, each also settable as ORCHESTRATE_<KEY>.
 _URL_KEYS = ("database_url", "broker_url", "result_backend", "artifact_store")
-_LIMIT_KEYS = ("soft_time_limit", "hard_time_limit", "max_model_bytes", "max_spec_bytes")
+_LIMIT_KEYS = (
+    "soft_time_limit",
+    "hard_time_limit",
+    "max_model_bytes",
+    "max_spec_bytes",
+    "api_rate_limit",
+    "api_rate_burst",
+    "api_max_wait",
+    "api_token_cache_seconds",
+)
 # What a worker exposes about itself: a Prometheus port (unset: no endpoint) and its log format.
 _OBSERVABILITY_KEYS = ("metrics_port", "log_format")
 _FILE_KEYS = frozenset(("home", *_URL_KEYS, *_LIMIT_KEYS, *_OBSERVABILITY_KEYS))
@@ -81,6 +90,14 @@ class Settings(BaseModel):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     #: ``text`` (Celery's lines with ``[job <id>]``) or ``json`` (one object per line).
     log_format: Literal["text", "json"] = "text"
+    # `orchestrate serve`: requests per second each API token may make on average (0: no
+    # limit), how many it may make at once above that, the longest a long-poll wait holds,
+    # and how long a token found valid is believed without asking the database again (so a
+    # revoked token works for at most that long; 0: ask on every request).
+    api_rate_limit: float = Field(default=50.0, ge=0)
+    api_rate_burst: int = Field(default=200, gt=0)
+    api_max_wait: float = Field(default=60.0, gt=0)
+    api_token_cache_seconds: float = Field(default=1.0, ge=0)
     config_file: Path | None = None
 
     @model_validator(mode="after")
@@ -128,6 +145,10 @@ class Settings(BaseModel):
             "max_spec_bytes": str(self.max_spec_bytes),
             "metrics_port": "(off)" if self.metrics_port is None else str(self.metrics_port),
             "log_format": self.log_format,
+            "api_rate_limit": f"{self.api_rate_limit:g}/s" if self.api_rate_limit else "off",
+            "api_rate_burst": str(self.api_rate_burst),
+            "api_max_wait": f"{self.api_max_wait:g} s",
+            "api_token_cache_seconds": f"{self.api_token_cache_seconds:g} s",
         }
 
 

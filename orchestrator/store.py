@@ -17,7 +17,7 @@ import os
 import re
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -313,36 +313,16 @@ class ArtifactStore:
         """
         _, _, implied = self._resolve(uri_or_sha)
         expected = _expected_hash(uri_or_sha, expected_sha256, implied)
-        dest_path = Path(dest)
-        check_destination(dest_path, overwrite=overwrite)
-        dest_path.parent.mkdir(parents=True, exist_ok=True)
-        part = dest_path.with_name(f".{dest_path.name}.{uuid.uuid4().hex}.part")
-        # O_EXCL|O_NOFOLLOW: the temporary name is ours alone, whatever else is in the folder.
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-        try:
-            digest = hashlib.sha256()
-            size = 0
-            with open(fd, "wb", closefd=True) as out, self.open(uri_or_sha) as source:
-                for chunk in self._chunks(source):
-                    size += len(chunk)
-                    if expected_size is not None and size > expected_size:
-                        raise ArtifactCorruptError(
-                            f"{redact(uri_or_sha)} holds more than the {expected_size} bytes "
-                            "recorded for it: the stored object was altered; rebuild or re-upload it"
-                        )
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            if digest.hexdigest() != expected:
-                raise ArtifactCorruptError(
-                    f"{redact(uri_or_sha)} has sha256 {digest.hexdigest()}, expected {expected}: "
-                    "the stored object was altered or truncated; rebuild or re-upload it"
-                )
-            _publish(part, dest_path, overwrite=overwrite)
-        finally:
-            part.unlink(missing_ok=True)
-        return dest_path
+        check_destination(Path(dest), overwrite=overwrite)
+        with self.open(uri_or_sha) as source:
+            return save_verified(
+                self._chunks(source),
+                dest,
+                expected,
+                overwrite=overwrite,
+                expected_size=expected_size,
+                label=redact(uri_or_sha),
+            )
 
     def read_bytes(self, uri_or_sha: str, expected_sha256: str | None = None) -> bytes:
         """The object's content, verified like :meth:`get_file`."""
@@ -387,6 +367,53 @@ class ArtifactStore:
             raise ArtifactStoreUnavailableError(
                 f"artifact store {redact(self.url)} is unavailable: {exc}"
             ) from exc
+
+
+def save_verified(
+    chunks: Iterable[bytes],
+    dest: str | os.PathLike[str],
+    expected_sha256: str,
+    *,
+    overwrite: bool = True,
+    expected_size: int | None = None,
+    label: str = "the download",
+) -> Path:
+    """Write ``chunks`` to ``dest`` through a temporary file next to it, renamed into place only
+    once the bytes hash to ``expected_sha256`` (:class:`ArtifactCorruptError` otherwise, and
+    nothing is left). ``dest`` must be a regular file or not exist (:class:`DestinationError`
+    otherwise, and when it exists and not ``overwrite``). More than ``expected_size`` bytes is
+    a mismatch found while reading. Shared by :meth:`ArtifactStore.get_file` and downloads
+    through the API server."""
+    dest_path = Path(dest)
+    check_destination(dest_path, overwrite=overwrite)
+    dest_path.parent.mkdir(parents=True, exist_ok=True)
+    part = dest_path.with_name(f".{dest_path.name}.{uuid.uuid4().hex}.part")
+    # O_EXCL|O_NOFOLLOW: the temporary name is ours alone, whatever else is in the folder.
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        digest = hashlib.sha256()
+        size = 0
+        with open(fd, "wb", closefd=True) as out:
+            for chunk in chunks:
+                size += len(chunk)
+                if expected_size is not None and size > expected_size:
+                    raise ArtifactCorruptError(
+                        f"{label} holds more than the {expected_size} bytes "
+                        "recorded for it: the stored object was altered; rebuild or re-upload it"
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != expected_sha256:
+            raise ArtifactCorruptError(
+                f"{label} has sha256 {digest.hexdigest()}, expected {expected_sha256}: "
+                "the stored object was altered or truncated; rebuild or re-upload it"
+            )
+        _publish(part, dest_path, overwrite=overwrite)
+    finally:
+        part.unlink(missing_ok=True)
+    return dest_path
 
 
 class DestinationError(ValueError):

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker-alive": ("orchestrator.cli.worker_alive", "worker_alive_command"),
     "queues": ("orchestrator.cli.queues", "queues_command"),
     "doctor": ("orchestrator.cli.doctor", "doctor_command"),
+    "serve": ("orchestrator.cli.serve", "serve_command"),
+    "tokens": ("orchestrator.cli.tokens", "tokens_group"),
     "compile": ("orchestrator.cli.compile", "compile_command"),
     "db": ("orchestrator.cli.db", "db"),
     "sample": ("orchestrator.cli.sample", "sample_command"),

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from orchestrator.client import Client
+    from orchestrator.remote import DirectFarm, RemoteFarm
     from orchestrator.services import Farm
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,6 +46,18 @@ class CliState:
 
             self.farm = Farm()
         return self.farm
+
+    def remote(self) -> RemoteFarm | None:
+        """The API server when ORCHESTRATE_API_URL (and ORCHESTRATE_TOKEN) are set, else None."""
+        from orchestrator.remote import from_env
+
+        return from_env()
+
+    def farm_api(self) -> DirectFarm | RemoteFarm:
+        """Job queries and control, through the server when one is configured, else direct."""
+        from orchestrator.remote import DirectFarm
+
+        return self.remote() or DirectFarm(self.get_farm())
 
     def client(self) -> Client:
         if self._client is None:

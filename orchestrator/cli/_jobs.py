@@ -21,6 +21,7 @@ from orchestrator.cli._common import (
 from orchestrator.untrusted import printable
 
 if TYPE_CHECKING:
+    from orchestrator.remote import DirectFarm, RemoteFarm
     from orchestrator.services import Farm, JobInfo
 
 
@@ -91,16 +92,19 @@ class PhasePrinter:
         self.out.print(line)
 
 
-def follow(farm: Farm, jobs: Sequence[JobInfo], timeout: float | None) -> list[JobInfo]:
+def follow(
+    farm: Farm | DirectFarm | RemoteFarm, jobs: Sequence[JobInfo], timeout: float | None
+) -> list[JobInfo]:
     """Wait for every job (printing progress per phase), return their final states."""
-    from orchestrator import services
+    from orchestrator.remote import DirectFarm, RemoteFarm
 
+    waiter = farm if isinstance(farm, DirectFarm | RemoteFarm) else DirectFarm(farm)
     printer = PhasePrinter()
     deadline = None if timeout is None else time.monotonic() + timeout
     finished = []
     for job in jobs:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        finished.append(services.wait(farm, job.id, timeout=remaining, on_change=printer))
+        finished.append(waiter.wait(job.id, timeout=remaining, on_change=printer))
     return finished
 
 

@@ -52,10 +52,8 @@ def list_command(
     as_json: bool,
 ) -> None:
     """List artifacts matching every filter, newest first."""
-    from orchestrator import services
 
-    artifacts = services.list_artifacts(
-        state().get_farm(),
+    artifacts = state().farm_api().list_artifacts(
         model=model,
         arch=arch,
         device_class=device_class,
@@ -91,9 +89,8 @@ def list_command(
 @json_option
 def show_command(artifact_id: str, as_json: bool) -> None:
     """Show one artifact (an id or a unique prefix)."""
-    from orchestrator import services
 
-    artifact = services.get_artifact(state().get_farm(), artifact_id)
+    artifact = state().farm_api().get_artifact(artifact_id)
     if as_json:
         print_json(artifact.to_dict())
         return
@@ -190,9 +187,8 @@ def get_command(artifact_id: str, output: Path, force: bool, as_json: bool) -> N
     file is kept unless --force. An engine that cannot run on this machine is refused with the
     reason (exit code 2) unless --force is given.
     """
-    from orchestrator import services
 
-    path = services.download_artifact(state().get_farm(), artifact_id, output, overwrite=force, force=force)
+    path = state().farm_api().download_artifact(artifact_id, output, overwrite=force, force=force)
     if as_json:
         print_json({"artifact_id": artifact_id, "path": str(path)})
     else:

@@ -13,9 +13,7 @@ from orchestrator.cli._jobs import print_job
 @json_option
 def cancel_command(job_id: str, as_json: bool) -> None:
     """Cancel JOB. A queued job never starts; a running one is stopped or its result discarded."""
-    from orchestrator import services
-
-    job = services.cancel(state().get_farm(), job_id)
+    job = state().farm_api().cancel(job_id)
     if as_json:
         print_json(job.to_dict())
     else:

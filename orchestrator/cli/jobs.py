@@ -23,11 +23,7 @@ def jobs_command(
     job_state: str | None, arch: str | None, model: str | None, limit: int, as_json: bool
 ) -> None:
     """List jobs."""
-    from orchestrator import services
-
-    jobs = services.list_jobs(
-        state().get_farm(), state=job_state, arch=arch, model=model, limit=limit
-    )
+    jobs = state().farm_api().list_jobs(state=job_state, arch=arch, model=model, limit=limit)
     if as_json:
         print_json([job.to_dict() for job in jobs])
     else:

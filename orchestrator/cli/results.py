@@ -12,9 +12,8 @@ from orchestrator.cli._common import json_option, print_json, short, state, styl
 @json_option
 def results_command(ref: str, as_json: bool) -> None:
     """Validation results of a job or an artifact: one row per output and metric."""
-    from orchestrator import services
 
-    rows = services.results(state().get_farm(), ref)
+    rows = state().farm_api().results(ref)
     if as_json:
         print_json([row.to_dict() for row in rows])
         return

@@ -15,10 +15,8 @@ from orchestrator.cli._jobs import follow, report_job
 @json_option
 def retry_command(job_id: str, wait_: bool, timeout: float | None, as_json: bool) -> None:
     """Queue a new attempt of JOB (which must have failed or been cancelled)."""
-    from orchestrator import services
-
-    farm = state().get_farm()
-    job = services.retry(farm, job_id)
+    api = state().farm_api()
+    job = api.retry(job_id)
     if wait_:
-        (job,) = follow(farm, [job], timeout)
+        (job,) = follow(api, [job], timeout)
     report_job(job, as_json)

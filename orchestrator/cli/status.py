@@ -12,10 +12,11 @@ from orchestrator.cli._jobs import print_job
 @click.argument("job_id", metavar="JOB")
 @json_option
 def status_command(job_id: str, as_json: bool) -> None:
-    """Show JOB (an id or a unique prefix of one). Exit 0 whatever the job's state."""
-    from orchestrator import services
+    """Show JOB (an id or a unique prefix of one). Exit 0 whatever the job's state.
 
-    job = services.get_job(state().get_farm(), job_id)
+    Through the API server when ORCHESTRATE_API_URL and ORCHESTRATE_TOKEN are set.
+    """
+    job = state().farm_api().get_job(job_id)
     if as_json:
         print_json(job.to_dict())
     else:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from orchestrator.cli._common import BackendChoice, json_option, print_json, state, warn
 from orchestrator.cli._jobs import exit_with_job_states, follow, print_jobs
+
+if TYPE_CHECKING:
+    from orchestrator.remote import RemoteFarm
+    from orchestrator.services import Farm, Submission
 
 
 @click.command("submit")
@@ -56,11 +62,26 @@ def submit_command(
     from orchestrator.client import _local_arch
 
     targets = services.resolve_targets(list(archs) or [_local_arch()], device_class)
+    remote = state().remote()
+    if remote is not None:
+        # The spec is resolved (and refused) here as in direct mode, then sent whole; the
+        # server checks the model and the spec again against its own limits.
+        spec = services.resolve_spec(spec_file, backend=backend, precision=precision)
+        submission = remote.submit(
+            model, [t.arch for t in targets], spec.canonical_json(), device_class=device_class, name=name
+        )
+        _report(submission, remote, wait_, timeout, as_json)
+        return
     farm = state().get_farm()
     spec = services.resolve_spec(
         spec_file, backend=backend, precision=precision, max_bytes=farm.settings.max_spec_bytes
     )
-    submission = services.submit(farm, model, targets, spec, name=name)
+    _report(services.submit(farm, model, targets, spec, name=name), farm, wait_, timeout, as_json)
+
+
+def _report(
+    submission: Submission, farm: Farm | RemoteFarm, wait_: bool, timeout: float | None, as_json: bool
+) -> None:
     for message in submission.warnings:
         warn(message)
     jobs = submission.jobs

@@ -17,8 +17,6 @@ def wait_command(job_id: str, timeout: float | None, as_json: bool) -> None:
 
     Exit 0 when it succeeded, 1 when it failed, 4 on timeout, 5 when it was cancelled.
     """
-    from orchestrator import services
-
-    farm = state().get_farm()
-    (job,) = follow(farm, [services.get_job(farm, job_id)], timeout)
+    api = state().farm_api()
+    (job,) = follow(api, [api.get_job(job_id)], timeout)
     report_job(job, as_json)

@@ -25,8 +25,27 @@ def env_farm(tmp_path, monkeypatch):
     get_app.cache_clear()
 
 
+@pytest.fixture(params=["direct", "through-server"])
+def farm(request, farm):
+    """Every test that takes ``farm`` runs twice: the CLI on the farm directly, and the CLI
+    through an API server on that farm (ORCHESTRATE_API_URL + an admin token), expecting the
+    same output and exit codes."""
+    if request.param == "direct":
+        yield farm
+        return
+    from orchestrator import tokens
+    from orchestrator.server import create_app
+    from orchestrator.server.testing import ServerThread
+
+    secret = tokens.create_token(farm, "tester", "admin").secret
+    with ServerThread(create_app(farm)) as server:
+        farm.test_api_env = {"ORCHESTRATE_API_URL": server.url, "ORCHESTRATE_TOKEN": secret}
+        yield farm
+
+
 def run(farm, *args):
-    return CliRunner().invoke(main, list(args), obj=CliState(farm=farm) if farm else None)
+    env = getattr(farm, "test_api_env", None)
+    return CliRunner().invoke(main, list(args), obj=CliState(farm=farm) if farm else None, env=env)
 
 
 def test_help_lists_every_command_and_the_exit_codes():

@@ -17,7 +17,15 @@ from orchestrator.cli.db import db as db_group
 from orchestrator.models import Base
 
 REPO = Path(__file__).resolve().parents[2]
-FARM_TABLES = {"models", "compile_specs", "jobs", "artifacts", "validation_results", "workers"}
+FARM_TABLES = {
+    "models",
+    "compile_specs",
+    "jobs",
+    "artifacts",
+    "validation_results",
+    "workers",
+    "api_tokens",
+}
 
 
 def _tables(url: str) -> set[str]:
