@@ -12,7 +12,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -41,7 +41,11 @@ class Dataset:
         return 0 if first is None else int(first.shape[0])
 
 
-DataLike = Dataset | str | Path | Mapping[str, Any] | Sequence[Sequence[torch.Tensor]]
+class Batches(list[Batch]):
+    """Data already checked and cut into batches (what :func:`batches` returns)."""
+
+
+DataLike = Batches | Dataset | str | Path | Mapping[str, Any] | Sequence[Sequence[torch.Tensor]]
 
 
 def load_dataset(path: str | Path) -> Dataset:
@@ -74,12 +78,12 @@ def as_dataset(data: DataLike, signature: Sequence[InputInfo]) -> Dataset | list
     if isinstance(data, (str, Path)):
         return load_dataset(data)
     if isinstance(data, Mapping):
-        tensors = {str(k): _as_tensor(v, str(k), "memory") for k, v in data.items()}
-        labels = tensors.pop(LABELS, None)
-        return Dataset(tensors, labels)
+        named = {str(k): _as_tensor(v, str(k), "memory") for k, v in data.items()}
+        labels = named.pop(LABELS, None)
+        return Dataset(named, labels)
     batches: list[Batch] = []
-    for index, sample in enumerate(data):
-        tensors = [sample] if isinstance(sample, torch.Tensor) else list(sample)
+    for index, sample in enumerate(cast(Sequence[Sequence[torch.Tensor]], data)):
+        tensors: list[torch.Tensor] = [sample] if isinstance(sample, torch.Tensor) else list(sample)
         if len(tensors) != len(signature):
             raise DatasetError(
                 f"sample {index} has {len(tensors)} inputs; the program takes {len(signature)} "
@@ -93,12 +97,14 @@ def as_dataset(data: DataLike, signature: Sequence[InputInfo]) -> Dataset | list
     return batches
 
 
-def batches(data: DataLike, signature: Sequence[InputInfo], limit: int | None = None) -> list[Batch]:
+def batches(data: DataLike, signature: Sequence[InputInfo], limit: int | None = None) -> Batches:
     """Check ``data`` against ``signature`` and cut it into batches the program accepts (at
     most ``limit``). Raises DatasetError naming the input and what to change."""
+    if isinstance(data, Batches):
+        return Batches(data[:limit]) if limit is not None else data
     dataset = as_dataset(data, signature)
     if isinstance(dataset, list):
-        return dataset[:limit] if limit is not None else dataset
+        return Batches(dataset[:limit] if limit is not None else dataset)
     check_dataset(dataset, signature)
     rows = dataset.rows
     first = signature[0].dims[0]
@@ -106,9 +112,13 @@ def batches(data: DataLike, signature: Sequence[InputInfo], limit: int | None = 
         size = first.min
     else:
         size = max(first.min, min(rows, first.max if first.max is not None else DYNAMIC_BATCH))
-    out: list[Batch] = []
+    out = Batches()
     for start in range(0, rows - size + 1, size):
-        inputs = [dataset.inputs[info.name][start : start + size] for info in signature]
+        # standard strides: rows cut from a (N, 1, H, W) array can look channels-last to torch
+        inputs = [
+            dataset.inputs[info.name][start : start + size].clone(memory_format=torch.contiguous_format)
+            for info in signature
+        ]
         labels = dataset.labels[start : start + size] if dataset.labels is not None else None
         out.append((inputs, labels))
         if limit is not None and len(out) == limit:
