@@ -92,7 +92,9 @@ def compile(
         # data files are refused here, before any compile work, when they do not fit the program
         calibration = batches(calibration_data, signature) if calibration_data is not None else None
         validation = batches(validation_data, signature) if validation_data is not None else None
-    compiled = _compile_program(program, signature, spec, backend, phase, calibration or validation)
+    # int8 nodes are ranked by the error they add only when the gate may ask for retries
+    rank = validate and spec.quantization.max_retries > 0
+    compiled = _compile_program(program, signature, spec, backend, phase, calibration or validation, rank)
     if not validate:
         return compiled
     return _gate(compiled, program, spec, backend, signature, phase, calibration or validation, validation)
@@ -132,7 +134,8 @@ def _gate(
         if not fresh:
             break
         quantization = compiled.spec.quantization.model_copy(update={"keep_fp32": kept + fresh})
-        compiled = _compile_program(program, signature, spec.model_copy(update={"quantization": quantization}), backend, phase, calibration)
+        retry = spec.model_copy(update={"quantization": quantization})
+        compiled = _compile_program(program, signature, retry, backend, phase, calibration, attempt + 1 < retries)
     check_gate(results, compiled)
     return compiled
 
@@ -148,6 +151,7 @@ def _compile_program(
     backend: Backend,
     phase: _Phases,
     calibration_data: Batches | None,
+    rank_nodes: bool = False,
 ) -> CompiledModule:
     with phase("lowering"):
         _, gm, pass_timings = lower(program, LoweringSettings(spec))
@@ -162,7 +166,7 @@ def _compile_program(
         with phase("calibration"):
             calibration = _capture_partition_inputs(plan, _calibration_batches(spec, signature, calibration_data, report))
     try:
-        _build_all(plan, spec, backend, ranges, phase, report, engines, calibration)
+        _build_all(plan, spec, backend, ranges, phase, report, engines, calibration, rank_nodes)
     except BaseException:
         for engine_id in engines:  # the compiled module that would own them never comes to be
             release_engine(engine_id)
@@ -189,13 +193,14 @@ def _build_all(
     report: CompileReport,
     engines: dict[str, tuple[EngineMeta, bytes]],
     calibration: dict[str, list[tuple[Any, ...]]] | None = None,
+    rank_nodes: bool = False,
 ) -> None:
     # one engine and no PyTorch code around it: nothing else of the program shares its cores
     whole_program = len(plan.engine_modules) == 1 and not plan.fallback_ops
     for name in plan.engine_modules:
         try:
             meta, engine = _build_partition(
-                plan.graph_module, name, spec, backend, ranges, phase, whole_program, (calibration or {}).get(name)
+                plan.graph_module, name, spec, backend, ranges, phase, whole_program, (calibration or {}).get(name), rank_nodes
             )
         except (ConversionError, BackendError, ShapeExpressionError) as exc:
             if spec.partitioning.require_full_compilation:
@@ -361,6 +366,7 @@ def _build_partition(
     phase: _Phases,
     whole_program: bool,
     calibration: list[tuple[Any, ...]] | None = None,
+    rank_nodes: bool = False,
 ) -> tuple[EngineMeta, bytes]:
     submodule = parent.get_submodule(name)
     assert isinstance(submodule, fx.GraphModule)
@@ -405,9 +411,8 @@ def _build_partition(
             samples = [{n: args[p] for n, p in zip(input_names, positions, strict=True)} for args in calibration]
             prefix = f"{name}/"
             keep = tuple(k.removeprefix(prefix) for k in spec.quantization.keep_fp32 if k.startswith(prefix))
-            rank = spec.quantization.max_retries > 0
             engine, extra = backend.build_calibrated(
-                partition_input, spec, inputs, outputs, Calibration(name, samples, keep, rank), whole_program=whole_program
+                partition_input, spec, inputs, outputs, Calibration(name, samples, keep, rank_nodes), whole_program=whole_program
             )
         else:
             engine, extra = backend.build(partition_input, spec, inputs, outputs, whole_program=whole_program)
