@@ -8,7 +8,7 @@ For each model (batch 1):
   input sets for calibration and as many other input sets as validation data, so the accuracy
   gate (SNR/cosine: these zoo models have random weights and no labels) must pass, retrying
   with nodes kept in fp32 if it does not; quantization + calibration time is the compile's
-  ``calibration`` and ``build`` phases;
+  ``calibration`` and ``build`` phases of a plain int8 compile (no gate);
 - peer fp32/int8: ``torch.onnx.export(dynamo=True)``, then ``quant_pre_process`` and
   ``onnxruntime.quantization.quantize_static`` (QDQ, per channel, the same calibration inputs),
   timed likewise;
@@ -105,7 +105,7 @@ def peer_int8(onnx_path: Path, calibration: Sequence[tuple[torch.Tensor, ...]], 
     return run, seconds
 
 
-def measure(name: str, runs: int, calibration_sets: int, workdir: Path) -> dict[str, Any]:
+def measure(name: str, runs: int, calibration_sets: int, retries: int, workdir: Path) -> dict[str, Any]:
     case = zoo.build(name)
     assert case.make_inputs is not None
     calibration = [case.make_inputs(seed=100 + i) for i in range(calibration_sets)]
@@ -116,16 +116,28 @@ def measure(name: str, runs: int, calibration_sets: int, workdir: Path) -> dict[
     start = time.perf_counter()
     fp32 = compiler.compile(program, compiler.CompileSpec.parse({**spec, "precision": "fp32"}))
     fp32_s = time.perf_counter() - start
-    start = time.perf_counter()
-    int8 = compiler.compile(
+    # quantization + calibration of one plain int8 compile (the gated one below may compile
+    # several times, and ranks nodes for its retries)
+    plain = compiler.compile(
         program,
         compiler.CompileSpec.parse({**spec, "precision": "int8", "quantization": {"calibration_samples": calibration_sets}}),
         calibration_data=calibration,
-        validate=True,
-        validation_data=validation,
     )
+    quantize_s = plain.report.timings.get("calibration", 0.0) + plain.report.timings.get("build", 0.0)
+    del plain
+    start = time.perf_counter()
+    quantization = {"calibration_samples": calibration_sets, "max_retries": retries}
+    try:
+        int8 = compiler.compile(
+            program,
+            compiler.CompileSpec.parse({**spec, "precision": "int8", "quantization": quantization}),
+            calibration_data=calibration,
+            validate=True,
+            validation_data=validation,
+        )
+    except compiler.AccuracyGateError as exc:  # measured all the same, and reported as failing
+        int8 = exc.compiled
     int8_s = time.perf_counter() - start
-    timings = int8.report.timings
     peer_fp32, _ = peer_compile(case, workdir)
     peer_q, peer_q_s = peer_int8(workdir / f"{case.name}.onnx", calibration, workdir)
 
@@ -153,9 +165,10 @@ def measure(name: str, runs: int, calibration_sets: int, workdir: Path) -> dict[
         "gate_passed": all(r["passed"] for r in int8.report.validation),
         "kept_fp32": int8.report.kept_fp32,
         "compile_s": {"ours_fp32": fp32_s, "ours_int8_with_gate": int8_s},
-        "ours_quantize_and_calibrate_s": timings.get("calibration", 0.0) + timings.get("build", 0.0),
+        "ours_quantize_and_calibrate_s": quantize_s,
         "peer_quantize_and_calibrate_s": peer_q_s,
         "calibration_sets": calibration_sets,
+        "retries": retries,
         "target_speedup": TARGETS.get(name),
     }
 
@@ -182,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", default="resnet50,bert_base")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--calibration", type=int, default=8, help="calibration input sets (and as many validation sets)")
+    parser.add_argument("--retries", type=int, default=1, help="the gate's fp32-fallback retries (each recompiles)")
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.ERROR)
     torch.manual_seed(0)
@@ -189,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
-            rows.append(measure(name, args.runs, args.calibration, Path(tmp)))
+            rows.append(measure(name, args.runs, args.calibration, args.retries, Path(tmp)))
             print(json.dumps(rows[-1], default=str), flush=True)
     result = {"environment": {**environment(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()}, "rows": rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

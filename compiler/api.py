@@ -136,6 +136,8 @@ def _gate(
         quantization = compiled.spec.quantization.model_copy(update={"keep_fp32": kept + fresh})
         retry = spec.model_copy(update={"quantization": quantization})
         compiled = _compile_program(program, signature, retry, backend, phase, calibration, attempt + 1 < retries)
+    # timings add up every attempt's phases, validation included
+    compiled.report.timings = dict(phase.timings)
     check_gate(results, compiled)
     return compiled
 
@@ -161,7 +163,7 @@ def _compile_program(
     report = _report(spec, backend, plan, signature, pass_timings)
     engines: dict[str, tuple[EngineMeta, bytes]] = {}
     ranges = _symbol_ranges(plan.graph_module, signature)
-    calibration: dict[str, list[tuple[Any, ...]]] = {}
+    calibration: dict[str, list[dict[int, Any]]] = {}
     if _static_int8(spec, backend):
         with phase("calibration"):
             calibration = _capture_partition_inputs(plan, _calibration_batches(spec, signature, calibration_data, report))
@@ -192,7 +194,7 @@ def _build_all(
     phase: _Phases,
     report: CompileReport,
     engines: dict[str, tuple[EngineMeta, bytes]],
-    calibration: dict[str, list[tuple[Any, ...]]] | None = None,
+    calibration: dict[str, list[dict[int, Any]]] | None = None,
     rank_nodes: bool = False,
 ) -> None:
     # one engine and no PyTorch code around it: nothing else of the program shares its cores
@@ -365,7 +367,7 @@ def _build_partition(
     ranges: dict[str, tuple[int, int, int]],
     phase: _Phases,
     whole_program: bool,
-    calibration: list[tuple[Any, ...]] | None = None,
+    calibration: list[dict[int, Any]] | None = None,
     rank_nodes: bool = False,
 ) -> tuple[EngineMeta, bytes]:
     submodule = parent.get_submodule(name)
@@ -457,16 +459,19 @@ def _calibration_batches(
     return Batches((inputs, None) for inputs in generated)
 
 
-def _capture_partition_inputs(plan: PartitionPlan, data: list[Batch]) -> dict[str, list[tuple[Any, ...]]]:
+def _capture_partition_inputs(plan: PartitionPlan, data: list[Batch]) -> dict[str, list[dict[int, Any]]]:
     """Each accelerated partition's call arguments when the partitioned program runs in PyTorch
     on ``data``, before any engine replaces its submodule: calibration for partitions that sit
     behind other code. Pre-hooks on the partition submodules see exactly what engines will get."""
-    captured: dict[str, list[tuple[Any, ...]]] = {name: [] for name in plan.engine_modules}
+    captured: dict[str, list[dict[int, Any]]] = {name: [] for name in plan.engine_modules}
     handles = []
     for name in plan.engine_modules:
+        call = next(n for n in plan.graph_module.graph.nodes if n.op == "call_module" and n.target == name)
+        # weights passed in as arguments are the same every call: keep only the activations
+        live = [i for i, a in enumerate(call.args) if not (isinstance(a, fx.Node) and a.op == "get_attr")]
 
-        def hook(module: torch.nn.Module, args: tuple[Any, ...], name: str = name) -> None:
-            captured[name].append(tuple(a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args))
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], name: str = name, live: list[int] = live) -> None:
+            captured[name].append({i: args[i].detach() if isinstance(args[i], torch.Tensor) else args[i] for i in live})
 
         handles.append(plan.graph_module.get_submodule(name).register_forward_pre_hook(hook))
     try:

@@ -88,7 +88,9 @@ GATE_DEFAULTS: dict[str, dict[str, float | None]] = {
     "fp32": {"min_snr_db": 60.0, "max_accuracy_drop": 0.5, "min_top1_agreement": None},
     "fp16": {"min_cosine": 0.999, "min_snr_db": 35.0, "max_accuracy_drop": 1.0, "min_top1_agreement": None},
     "bf16": {"min_cosine": 0.99, "min_snr_db": 25.0, "max_accuracy_drop": 1.5, "min_top1_agreement": None},
-    "int8": {"min_cosine": 0.98, "min_snr_db": 15.0, "max_accuracy_drop": 1.5, "min_top1_agreement": None},
+    # unlabelled int8: ONNX Runtime's own quantize_static reaches 15.3 dB / cosine 0.985 on the
+    # zoo's re-initialised ResNet-50 (benchmarks/int8.py); a corrupted scale falls far below
+    "int8": {"min_cosine": 0.98, "min_snr_db": 12.0, "max_accuracy_drop": 1.5, "min_top1_agreement": None},
 }
 
 

@@ -215,11 +215,13 @@ def _quantize_int8_static(onnx_model: bytes, calibration: Calibration) -> tuple[
     _name_nodes(model)
     samples = [{k: _as_numpy(v) for k, v in s.items()} for s in calibration.samples]
     keep = [n for n in calibration.keep_fp32 if any(n == node.name for node in model.graph.node)]
-    quantized = quantize_static_qdq(model, samples, keep)
+    masked = _mask_nodes(model)
+    quantized = quantize_static_qdq(model, samples, keep + [n for n in masked if n not in keep])
     extra: dict[str, Any] = {
         "quantization": "static_qdq_per_channel",
         "calibration_samples": len(samples),
         "kept_fp32": keep,
+        "mask_nodes_fp32": masked,
     }
     if calibration.rank_nodes:
         extra["node_sensitivity"] = _rank_nodes(model, quantized, samples)
@@ -291,6 +293,39 @@ def _prepare_for_quantization(model: Any) -> Any:
         options.log_severity_level = 3
         ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         return onnx.load_model(str(optimized))
+
+
+_HUGE = 1e4  # |value| beyond any activation an int8 range should span
+# elementwise and layout ops through which a mask's extreme values travel unchanged in kind
+_MASK_CARRIERS = {"Add", "Sub", "Mul", "Div", "Neg", "Where", "Cast", "Expand", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Min", "Max"}
+
+
+def _mask_nodes(model: Any) -> list[str]:
+    """Nodes that touch attention-mask style tensors: constants of extreme magnitude (the float
+    minimum added to masked scores) and what elementwise ops make of them. One int8 range over
+    [-3.4e38, x] leaves nothing of x, so these nodes stay float; on BERT-base, quantizing them
+    took the output's SNR from 17 dB to 3 dB."""
+    from onnx import numpy_helper
+
+    huge: set[str] = set()
+    for init in model.graph.initializer:
+        array = numpy_helper.to_array(init)
+        if array.dtype.kind == "f" and array.size and float(np.abs(array).max()) > _HUGE:
+            huge.add(init.name)
+    names: list[str] = []
+    for node in model.graph.node:  # topological order
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    array = numpy_helper.to_array(attr.t)
+                    if array.dtype.kind == "f" and array.size and float(np.abs(array).max()) > _HUGE:
+                        huge.update(node.output)
+            continue
+        if any(i in huge for i in node.input):
+            names.append(node.name)
+            if node.op_type in _MASK_CARRIERS:
+                huge.update(node.output)
+    return names
 
 
 def _name_nodes(model: Any) -> None:
@@ -386,6 +421,10 @@ def _rank_nodes(float_model: Any, quantized: bytes, samples: list[dict[str, np.n
             if w.shape != h.shape or not np.issubdtype(w.dtype, np.floating):
                 continue
             w, h = w.astype(np.float64), h.astype(np.float64)
+            # attention masks carry the float minimum: compare only where both are finite values
+            # of ordinary size
+            ordinary = (np.abs(w) < 1e30) & (np.abs(h) < 1e30)
+            w, h = w[ordinary], h[ordinary]
             signal[t] += float((w * w).sum())
             noise[t] += float(((w - h) ** 2).sum())
 

@@ -263,3 +263,44 @@ def test_load_dataset_reads_inputs_and_labels(tmp_path: Path) -> None:
     path = _write_npz(tmp_path / "data.npz", x=_digits_rows(), labels=np.arange(16))
     dataset = compiler.load_dataset(path)
     assert dataset.rows == 16 and dataset.labels is not None and dataset.labels.dtype == torch.int64
+
+
+# ---------------------------------------------------------------------- thresholds and metrics
+@pytest.mark.parametrize(
+    ("precision", "labelled", "expected"),
+    [
+        ("fp32", True, {"min_cosine": 0.999, "min_snr_db": 60.0, "max_accuracy_drop": 0.5}),
+        ("fp16", False, {"min_cosine": 0.999, "min_snr_db": 35.0}),
+        ("bf16", False, {"min_cosine": 0.99, "min_snr_db": 25.0}),
+        ("int8", True, {"min_cosine": None, "min_snr_db": None, "max_accuracy_drop": 1.5}),
+        ("int8", False, {"min_cosine": 0.98, "min_snr_db": 12.0}),
+    ],
+)
+def test_gate_defaults_depend_on_precision_and_labels(precision: str, labelled: bool, expected: dict[str, Any]) -> None:
+    thresholds = compiler.validation.gate_thresholds(compiler.CompileSpec(precision=precision), labelled)
+    assert {k: thresholds[k] for k in expected} == expected
+
+
+def test_spec_gate_keys_override_the_defaults() -> None:
+    spec = compiler.CompileSpec.parse({"precision": "int8", "gate": {"min_snr_db": 30, "max_accuracy_drop": 0.2}})
+    thresholds = compiler.validation.gate_thresholds(spec, labelled=True)
+    assert thresholds["min_snr_db"] == 30 and thresholds["max_accuracy_drop"] == 0.2
+
+
+def test_bad_quantization_keys_are_rejected_with_their_path() -> None:
+    with pytest.raises(compiler.SpecError, match="quantization.method"):
+        compiler.CompileSpec.parse({"quantization": {"method": "fancy"}})
+    with pytest.raises(compiler.SpecError, match="gate.min_snr: unknown key"):
+        compiler.CompileSpec.parse({"gate": {"min_snr": 3}})
+
+
+def test_metrics_of_a_known_error() -> None:
+    acc = compiler.validation._Acc()
+    want = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    have = want + torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.5]])  # same top-1 (class 5)
+    acc.add(want, have)
+    assert acc.max_abs == pytest.approx(0.5)
+    assert acc.sum_abs / acc.count == pytest.approx(0.5 / 6)
+    assert acc.max_rel == pytest.approx(0.5 / 6)
+    assert acc.snr_db == pytest.approx(10 * np.log10(91 / 0.25))
+    assert (acc.top1, acc.top5, acc.rows) == (1, 1, 1)
