@@ -304,3 +304,39 @@ def test_metrics_of_a_known_error() -> None:
     assert acc.max_rel == pytest.approx(0.5 / 6)
     assert acc.snr_db == pytest.approx(10 * np.log10(91 / 0.25))
     assert (acc.top1, acc.top5, acc.rows) == (1, 1, 1)
+
+
+def test_calibration_reaches_partitions_behind_pytorch_code(
+    digits: ModelCase, held_out: dict[str, torch.Tensor], calibration: dict[str, torch.Tensor]
+) -> None:
+    # max_pool2d in PyTorch: the classifier's engine is fed by PyTorch code, so its calibration
+    # inputs exist only by running the partitioned program
+    spec = _spec("int8", partitioning={"torch_executed_ops": ["aten.max_pool2d.default"], "min_block_size": 1})
+    compiled = compiler.compile(
+        digits.module, spec, _example(digits), validate=True, validation_data=held_out, calibration_data=calibration
+    )
+    metas = [meta for meta, _ in compiled.engines.values()]
+    assert len(metas) == 2
+    assert all(m.extra["quantization"] == "static_qdq_per_channel" and m.extra["calibration_samples"] == 8 for m in metas)
+    drop = _metric(compiled, "reference_accuracy")["value"] - _metric(compiled, "task_accuracy")["value"]
+    assert drop <= 0.015
+
+
+def test_attention_mask_nodes_stay_float() -> None:
+    from onnx import TensorProto, helper
+
+    minimum = np.array([-3.4028235e38], np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["q", "k"], ["scores"], name="scores"),
+            helper.make_node("Mul", ["mask", "min"], ["bias"], name="bias"),
+            helper.make_node("Add", ["scores", "bias"], ["masked"], name="masked"),
+            helper.make_node("Softmax", ["masked"], ["probs"], name="probs"),
+            helper.make_node("MatMul", ["probs", "k"], ["out"], name="out"),
+        ],
+        "attention",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4, 4]) for n in ("q", "k", "mask")],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [4, 4])],
+        [onnx.numpy_helper.from_array(minimum, "min")],
+    )
+    assert ort_backend._mask_nodes(helper.make_model(graph)) == ["bias", "masked", "probs"]
