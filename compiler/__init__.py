@@ -9,10 +9,13 @@
 
 from compiler.api import compile, plan
 from compiler.backends import backend_versions
+from compiler.datasets import Dataset, load_dataset
 from compiler.errors import (
+    AccuracyGateError,
     BackendError,
     BackendUnavailableError,
     CompilerError,
+    DatasetError,
     InputMismatchError,
     InvalidModelError,
     LoweringError,
@@ -43,12 +46,15 @@ from compiler.validation import ValidationResult, validate
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccuracyGateError",
     "BackendError",
     "BackendUnavailableError",
     "CompileReport",
     "CompileSpec",
     "CompiledModule",
     "CompilerError",
+    "Dataset",
+    "DatasetError",
     "DeviceIdentity",
     "EngineRequirements",
     "IncompatibleEngineError",
@@ -64,6 +70,7 @@ __all__ = [
     "detect_identity",
     "incompatibility",
     "load",
+    "load_dataset",
     "load_program",
     "local_identity",
     "plan",

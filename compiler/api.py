@@ -16,9 +16,10 @@ import onnx_ir as ir
 import torch
 from torch import fx
 
-from compiler.backends import Backend, EngineMeta, FxPartition, TensorMeta, get_backend
+from compiler.backends import Backend, Calibration, EngineMeta, FxPartition, TensorMeta, get_backend
 from compiler.conversion import REGISTRY, ConversionError, convert_graph
 from compiler.conversion.context import fake_of
+from compiler.datasets import Batch, Batches, DataLike, batches
 from compiler.errors import BackendError, CompilerError, InputMismatchError
 from compiler.frontend import (
     InputInfo,
@@ -34,6 +35,8 @@ from compiler.runtime.engine_op import EXECUTE_ENGINE, acquire_engine, release_e
 from compiler.runtime.module import CompiledModule, random_tensor
 from compiler.runtime.shapes import ShapeExpressionError, dim_to_expr, eval_expr, expr_text
 from compiler.spec import CompileSpec
+from compiler.validation import check_gate, gate_failures, sample_inputs
+from compiler.validation import validate as validate_compiled
 
 ModelLike = torch.export.ExportedProgram | torch.nn.Module | str | Path
 Progress = Callable[[str], None]
@@ -65,9 +68,20 @@ def compile(
     example_inputs: Sequence[torch.Tensor] | None = None,
     *,
     progress: Progress | None = None,
+    calibration_data: DataLike | None = None,
+    validate: bool = False,
+    validation_data: DataLike | None = None,
 ) -> CompiledModule:
     """Compile ``model`` for ``spec``. Unconvertible parts run in PyTorch unless the spec sets
-    ``partitioning.require_full_compilation``."""
+    ``partitioning.require_full_compilation``.
+
+    ``calibration_data`` and ``validation_data`` (a .safetensors/.npz path, a mapping of input
+    name to a batch of rows, or a list of input tuples) are checked against the program's inputs
+    before anything is built. int8 calibrates on ``calibration_data``, else on
+    ``validation_data``, else on inputs generated within the spec's ranges. With ``validate``,
+    the engine is compared with the program and must pass the spec precision's gate, or
+    AccuracyGateError is raised with the results; a failing int8 engine is first rebuilt with
+    its most damaging nodes kept in fp32, up to ``quantization.max_retries`` times."""
     spec = spec or CompileSpec()
     phase = _Phases(progress)
     with phase("frontend"):
@@ -75,6 +89,72 @@ def compile(
         backend.check_spec(spec)
         program = _intake(model, spec, example_inputs)
         signature = input_signature(program, spec)
+        # data files are refused here, before any compile work, when they do not fit the program
+        calibration = batches(calibration_data, signature) if calibration_data is not None else None
+        validation = batches(validation_data, signature) if validation_data is not None else None
+    # int8 nodes are ranked by the error they add only when the gate may ask for retries
+    rank = validate and spec.quantization.max_retries > 0
+    compiled = _compile_program(program, signature, spec, backend, phase, calibration or validation, rank)
+    if not validate:
+        return compiled
+    return _gate(compiled, program, spec, backend, signature, phase, calibration or validation, validation)
+
+
+def _gate(
+    compiled: CompiledModule,
+    program: torch.export.ExportedProgram,
+    spec: CompileSpec,
+    backend: Backend,
+    signature: Sequence[InputInfo],
+    phase: _Phases,
+    calibration: Batches | None,
+    validation: Batches | None,
+) -> CompiledModule:
+    """Validate; while a static int8 engine fails its gate and retries are left, rebuild it with
+    more nodes kept in fp32: those that each engine measured as adding the most noise (1, then
+    2, then 4 more...). The kept nodes are recorded in the spec, the report and the engines'
+    metadata."""
+    retries = spec.quantization.max_retries if _static_int8(spec, backend) else 0
+    for attempt in range(retries + 1):
+        with phase("validation"):
+            results = validate_compiled(compiled, program, compiled.spec, data=validation)
+        compiled.report.validation = [r.to_dict() for r in results]
+        if not gate_failures(results) or attempt == retries:
+            break
+        ranked = sorted(
+            (
+                (float(drop), f"{meta.extra['partition']}/{node}")
+                for meta, _ in compiled.engines.values()
+                for node, drop in meta.extra.get("node_sensitivity", [])
+            ),
+            reverse=True,
+        )
+        kept = list(compiled.spec.quantization.keep_fp32)
+        fresh = [name for _, name in ranked if name not in kept][: 2**attempt]
+        if not fresh:
+            break
+        quantization = compiled.spec.quantization.model_copy(update={"keep_fp32": kept + fresh})
+        retry = spec.model_copy(update={"quantization": quantization})
+        compiled = _compile_program(program, signature, retry, backend, phase, calibration, attempt + 1 < retries)
+    # timings add up every attempt's phases, validation included
+    compiled.report.timings = dict(phase.timings)
+    check_gate(results, compiled)
+    return compiled
+
+
+def _static_int8(spec: CompileSpec, backend: Backend) -> bool:
+    return spec.precision == "int8" and spec.quantization.method == "static" and backend.calibrates
+
+
+def _compile_program(
+    program: torch.export.ExportedProgram,
+    signature: Sequence[InputInfo],
+    spec: CompileSpec,
+    backend: Backend,
+    phase: _Phases,
+    calibration_data: Batches | None,
+    rank_nodes: bool = False,
+) -> CompiledModule:
     with phase("lowering"):
         _, gm, pass_timings = lower(program, LoweringSettings(spec))
         _move_to_device(gm, spec)
@@ -83,12 +163,19 @@ def compile(
     report = _report(spec, backend, plan, signature, pass_timings)
     engines: dict[str, tuple[EngineMeta, bytes]] = {}
     ranges = _symbol_ranges(plan.graph_module, signature)
+    calibration: dict[str, list[dict[int, Any]]] = {}
+    if _static_int8(spec, backend):
+        with phase("calibration"):
+            calibration = _capture_partition_inputs(plan, _calibration_batches(spec, signature, calibration_data, report))
     try:
-        _build_all(plan, spec, backend, ranges, phase, report, engines)
+        _build_all(plan, spec, backend, ranges, phase, report, engines, calibration, rank_nodes)
     except BaseException:
         for engine_id in engines:  # the compiled module that would own them never comes to be
             release_engine(engine_id)
         raise
+    report.kept_fp32 = sorted(
+        f"{meta.extra['partition']}/{node}" for meta, _ in engines.values() for node in meta.extra.get("kept_fp32", [])
+    )
     with phase("runtime"):
         program_graph = plan.graph_module
         _drop_unused_attributes(program_graph)
@@ -107,12 +194,16 @@ def _build_all(
     phase: _Phases,
     report: CompileReport,
     engines: dict[str, tuple[EngineMeta, bytes]],
+    calibration: dict[str, list[dict[int, Any]]] | None = None,
+    rank_nodes: bool = False,
 ) -> None:
     # one engine and no PyTorch code around it: nothing else of the program shares its cores
     whole_program = len(plan.engine_modules) == 1 and not plan.fallback_ops
     for name in plan.engine_modules:
         try:
-            meta, engine = _build_partition(plan.graph_module, name, spec, backend, ranges, phase, whole_program)
+            meta, engine = _build_partition(
+                plan.graph_module, name, spec, backend, ranges, phase, whole_program, (calibration or {}).get(name), rank_nodes
+            )
         except (ConversionError, BackendError, ShapeExpressionError) as exc:
             if spec.partitioning.require_full_compilation:
                 raise ConversionFailedError(f"partition {name} could not be built: {exc}") from exc
@@ -280,6 +371,8 @@ def _build_partition(
     ranges: dict[str, tuple[int, int, int]],
     phase: _Phases,
     whole_program: bool,
+    calibration: list[dict[int, Any]] | None = None,
+    rank_nodes: bool = False,
 ) -> tuple[EngineMeta, bytes]:
     submodule = parent.get_submodule(name)
     assert isinstance(submodule, fx.GraphModule)
@@ -318,7 +411,17 @@ def _build_partition(
         output_dims = [[dim_to_expr(d) for d in fake_of(n).shape] for n in out_nodes]
         _check_symbols(output_dims, symbols, name)
     with phase("build"):
-        engine, extra = backend.build(partition_input, spec, inputs, outputs, whole_program=whole_program)
+        if calibration is not None:
+            # int8: this partition's own inputs, captured from the parent graph's call arguments
+            positions = [placeholders.index(n) for n in input_nodes]
+            samples = [{n: args[p] for n, p in zip(input_names, positions, strict=True)} for args in calibration]
+            prefix = f"{name}/"
+            keep = tuple(k.removeprefix(prefix) for k in spec.quantization.keep_fp32 if k.startswith(prefix))
+            engine, extra = backend.build_calibrated(
+                partition_input, spec, inputs, outputs, Calibration(name, samples, keep, rank_nodes), whole_program=whole_program
+            )
+        else:
+            engine, extra = backend.build(partition_input, spec, inputs, outputs, whole_program=whole_program)
         meta = EngineMeta(
             engine_id=hashlib.sha256(engine).hexdigest(),
             backend=backend.name,
@@ -343,6 +446,46 @@ def _build_partition(
         graph.erase_node(call)
         delattr(parent, name)
     return meta, engine
+
+
+def _calibration_batches(
+    spec: CompileSpec, signature: Sequence[InputInfo], data: Batches | None, report: CompileReport
+) -> Batches:
+    """The user's batches (at most ``calibration_samples``), else as many generated within the
+    spec's ranges from ``quantization.seed``; what was used goes into the report."""
+    count = spec.quantization.calibration_samples
+    if data is not None:
+        chosen = Batches(data[:count])
+        report.calibration = {"source": "data", "batches": len(chosen)}
+        return chosen
+    generated = sample_inputs(signature, count, spec.quantization.seed)
+    report.calibration = {"source": "generated", "batches": len(generated), "seed": spec.quantization.seed}
+    return Batches((inputs, None) for inputs in generated)
+
+
+def _capture_partition_inputs(plan: PartitionPlan, data: list[Batch]) -> dict[str, list[dict[int, Any]]]:
+    """Each accelerated partition's call arguments when the partitioned program runs in PyTorch
+    on ``data``, before any engine replaces its submodule: calibration for partitions that sit
+    behind other code. Pre-hooks on the partition submodules see exactly what engines will get."""
+    captured: dict[str, list[dict[int, Any]]] = {name: [] for name in plan.engine_modules}
+    handles = []
+    for name in plan.engine_modules:
+        call = next(n for n in plan.graph_module.graph.nodes if n.op == "call_module" and n.target == name)
+        # weights passed in as arguments are the same every call: keep only the activations
+        live = [i for i, a in enumerate(call.args) if not (isinstance(a, fx.Node) and a.op == "get_attr")]
+
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], name: str = name, live: list[int] = live) -> None:
+            captured[name].append({i: args[i].detach() if isinstance(args[i], torch.Tensor) else args[i] for i in live})
+
+        handles.append(plan.graph_module.get_submodule(name).register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            for inputs, _ in data:
+                plan.graph_module(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return captured
 
 
 def _fx_partition(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 
 class CompilerError(Exception):
@@ -64,3 +65,23 @@ class BackendUnavailableError(BackendError):
     """The requested backend is not installed on this machine."""
 
     kind = "backend_unavailable"
+
+
+class DatasetError(CompilerError, ValueError):
+    """A validation or calibration data file is unreadable, a pickle, or does not match the
+    program's inputs (names, dtypes, shapes) or holds NaN/inf; refused before any compile."""
+
+    kind = "invalid_dataset"
+
+
+class AccuracyGateError(CompilerError):
+    """The compiled engine failed its accuracy gate. ``results`` holds every validation result
+    (the failing ones have ``passed`` False); ``compiled`` is the rejected module, for
+    inspection only."""
+
+    kind = "accuracy_gate"
+
+    def __init__(self, message: str, results: list[Any], compiled: Any = None) -> None:
+        super().__init__(message)
+        self.results = results
+        self.compiled = compiled

@@ -18,6 +18,12 @@ class CompileReport:
     timings: dict[str, float] = field(default_factory=dict)
     pass_timings: dict[str, float] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    # int8: where the calibration inputs came from (data or generated, with the seed)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    # int8: ONNX nodes (partition/node) kept in fp32, by the spec or by the gate's retries
+    kept_fp32: list[str] = field(default_factory=list)
+    # results of compile(validate=True), as ValidationResult.to_dict()
+    validation: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def num_engines(self) -> int:
@@ -50,6 +56,9 @@ class CompileReport:
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
             "pass_timings": {k: round(v, 6) for k, v in self.pass_timings.items()},
             "inputs": self.inputs,
+            "calibration": self.calibration,
+            "kept_fp32": self.kept_fp32,
+            "validation": self.validation,
         }
 
     @classmethod
@@ -65,4 +74,7 @@ class CompileReport:
             timings=dict(data.get("timings", {})),
             pass_timings=dict(data.get("pass_timings", {})),
             inputs=list(data.get("inputs", [])),
+            calibration=dict(data.get("calibration", {})),
+            kept_fp32=list(data.get("kept_fp32", [])),
+            validation=list(data.get("validation", [])),
         )

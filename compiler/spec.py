@@ -94,6 +94,32 @@ class ValidationSpec(_Strict):
     min_cosine: float = Field(default=0.999, ge=-1, le=1)
 
 
+class QuantizationSpec(_Strict):
+    """How ``precision: int8`` is reached. ``static``: ONNX Runtime's QDQ quantizer, per-channel
+    weights, activation ranges calibrated on ``calibration_samples`` input sets (the user's
+    calibration data, else inputs generated within the spec's ranges from ``seed``).
+    ``dynamic``: int8 weights for MatMul/Gemm only, activations quantized per call, no
+    calibration. ``keep_fp32`` names ONNX nodes (``partition/node``) left unquantized; the gate
+    fills it in when it retries, up to ``max_retries`` times."""
+
+    method: Literal["static", "dynamic"] = "static"
+    calibration_samples: int = Field(default=8, ge=1, le=10_000)
+    seed: int = 0
+    keep_fp32: list[str] = Field(default_factory=list)
+    max_retries: int = Field(default=3, ge=0, le=10)
+
+
+class GateSpec(_Strict):
+    """Accuracy gate thresholds; a key left out takes the default of the spec's precision
+    (``compiler.validation.GATE_DEFAULTS``). ``max_accuracy_drop`` is in percentage points of
+    task accuracy and applies when validation data carries labels."""
+
+    min_cosine: float | None = Field(default=None, ge=-1, le=1)
+    min_snr_db: float | None = None
+    max_accuracy_drop: float | None = Field(default=None, ge=0)
+    min_top1_agreement: float | None = Field(default=None, ge=0, le=1)
+
+
 class CompileSpec(_Strict):
     """Besides the keys below, each backend's own block sits under the backend's name
     (``tensorrt:``, ``aotinductor:``) and is validated by that backend's options model: the
@@ -108,6 +134,8 @@ class CompileSpec(_Strict):
     inputs: list[InputSpec] = Field(default_factory=list)
     partitioning: PartitioningSpec = Field(default_factory=PartitioningSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
+    gate: GateSpec = Field(default_factory=GateSpec)
 
     @field_validator("backend")
     @classmethod

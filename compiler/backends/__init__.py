@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from compiler.backends.aotinductor import AOTInductorBackend
-from compiler.backends.base import Backend, EngineMeta, EngineRunner, FxPartition, TensorMeta
+from compiler.backends.base import (
+    Backend,
+    Calibration,
+    EngineMeta,
+    EngineRunner,
+    FxPartition,
+    TensorMeta,
+)
 from compiler.backends.onnxruntime import OnnxRuntimeBackend
 from compiler.backends.tensorrt import TensorRTBackend
 from compiler.errors import BackendUnavailableError
@@ -36,6 +43,7 @@ def backend_versions() -> dict[str, str]:
 __all__ = [
     "BACKENDS",
     "Backend",
+    "Calibration",
     "EngineMeta",
     "EngineRunner",
     "FxPartition",

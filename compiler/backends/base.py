@@ -126,12 +126,27 @@ class FxPartition:
     dynamic_axes: list[dict[int, tuple[str, int, int | None]]]
 
 
+@dataclass
+class Calibration:
+    """int8 calibration for one partition: the engine's inputs (by input name), captured by
+    running the program in PyTorch on the calibration data; the ONNX nodes the accuracy gate
+    asked to keep in fp32; and whether to rank nodes by the error they add (for the gate's
+    retries)."""
+
+    partition: str
+    samples: list[dict[str, torch.Tensor]]
+    keep_fp32: tuple[str, ...] = ()
+    rank_nodes: bool = False
+
+
 class Backend(ABC):
     name: str
     #: the form of partition ``build`` consumes: serialized ONNX bytes, or an FxPartition
     consumes: ClassVar[Literal["onnx", "fx"]] = "onnx"
     #: the pydantic model of this backend's spec block (the key is the backend's name), or None
     options: ClassVar[type[BaseModel] | None] = None
+    #: whether the backend builds int8 from calibration data (``build_calibrated``)
+    calibrates: ClassVar[bool] = False
 
     @abstractmethod
     def available(self) -> bool:
@@ -188,6 +203,19 @@ class Backend(ABC):
         ``whole_program`` is False when the compiled program runs other work between this
         engine's calls (other engines, PyTorch fallback code), which a CPU backend sharing
         cores with that work should know about."""
+
+    def build_calibrated(
+        self,
+        partition: Any,
+        spec: CompileSpec,
+        inputs: Sequence[TensorMeta],
+        outputs: Sequence[TensorMeta],
+        calibration: Calibration,
+        *,
+        whole_program: bool = True,
+    ) -> tuple[bytes, dict[str, Any]]:
+        """``build`` for int8 from calibration data; asked of backends that set ``calibrates``."""
+        raise NotImplementedError(f"backend {self.name} does not calibrate")
 
     @abstractmethod
     def load(self, engine: bytes, meta: EngineMeta) -> EngineRunner: ...

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compiler.backends.base import Backend, EngineMeta, EngineRunner, TensorMeta
+from compiler.backends.base import Backend, Calibration, EngineMeta, EngineRunner, TensorMeta
 from compiler.errors import BackendError
 from compiler.spec import CompileSpec
 
@@ -35,6 +35,7 @@ _NUMPY_OF = {
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    calibrates = True
 
     # Sessions created by build(), handed to the load() that follows for the same engine object
     # (compile builds and loads each engine back to back): creating a session for a large model
@@ -90,7 +91,30 @@ class OnnxRuntimeBackend(Backend):
         *,
         whole_program: bool = True,
     ) -> tuple[bytes, dict[str, Any]]:
-        engine = _apply_precision(onnx_model, spec)
+        return self._build(onnx_model, spec, whole_program, None)
+
+    def build_calibrated(
+        self,
+        onnx_model: bytes,
+        spec: CompileSpec,
+        inputs: Sequence[TensorMeta],
+        outputs: Sequence[TensorMeta],
+        calibration: Calibration,
+        *,
+        whole_program: bool = True,
+    ) -> tuple[bytes, dict[str, Any]]:
+        return self._build(onnx_model, spec, whole_program, calibration)
+
+    def _build(
+        self, onnx_model: bytes, spec: CompileSpec, whole_program: bool, calibration: Calibration | None
+    ) -> tuple[bytes, dict[str, Any]]:
+        quant: dict[str, Any] = {}
+        if spec.precision == "int8" and spec.quantization.method == "static":
+            if calibration is None:
+                raise BackendError("static int8 quantization needs calibration inputs (compile passes them)")
+            engine, quant = _quantize_int8_static(onnx_model, calibration)
+        else:
+            engine = _apply_precision(onnx_model, spec)
         # Creating the session here proves the model loads and lets ORT report errors at build
         # time rather than at the first call; the load() that follows in compile reuses it.
         session = _session(engine, spec.device, spin_after_run=whole_program)
@@ -98,7 +122,7 @@ class OnnxRuntimeBackend(Backend):
             while len(self._fresh) >= self._FRESH_LIMIT:
                 self._fresh.pop(next(iter(self._fresh)))
             self._fresh[id(engine)] = (engine, session, whole_program)
-        extra = {"providers": session.get_providers(), "precision": spec.precision, "whole_program": whole_program}
+        extra = {"providers": session.get_providers(), "precision": spec.precision, "whole_program": whole_program, **quant}
         return engine, extra
 
     def load(self, engine: bytes, meta: EngineMeta) -> EngineRunner:
@@ -178,6 +202,243 @@ class OnnxRuntimeRunner(EngineRunner):
 
         env = {name: int(inputs[i].shape[d]) for name, (i, d) in self.meta.extra["symbols"].items()}
         return [[int(eval_expr(e, env)) for e in dims] for dims in self.meta.extra["output_dims"]]
+
+
+def _quantize_int8_static(onnx_model: bytes, calibration: Calibration) -> tuple[bytes, dict[str, Any]]:
+    """ONNX Runtime's static QDQ quantization, per-channel int8 weights and int8 activations
+    whose ranges are calibrated (min/max) on the partition's captured inputs; the nodes in
+    ``calibration.keep_fp32`` stay float. With ``rank_nodes``, the metadata also ranks the
+    quantized model's nodes by the noise each adds (:func:`_rank_nodes`)."""
+    import onnx
+
+    model = _prepare_for_quantization(onnx.load_from_string(onnx_model))
+    _name_nodes(model)
+    samples = [{k: _as_numpy(v) for k, v in s.items()} for s in calibration.samples]
+    keep = [n for n in calibration.keep_fp32 if any(n == node.name for node in model.graph.node)]
+    masked = _mask_nodes(model)
+    quantized = quantize_static_qdq(model, samples, keep + [n for n in masked if n not in keep])
+    extra: dict[str, Any] = {
+        "quantization": "static_qdq_per_channel",
+        "calibration_samples": len(samples),
+        "kept_fp32": keep,
+        "mask_nodes_fp32": masked,
+    }
+    if calibration.rank_nodes:
+        extra["node_sensitivity"] = _rank_nodes(model, quantized, samples)
+    return quantized, extra
+
+
+def quantize_static_qdq(model: Any, samples: list[dict[str, np.ndarray]], keep_fp32: Sequence[str]) -> bytes:
+    """``onnxruntime.quantization.quantize_static`` in QDQ format, per channel, fed by a
+    CalibrationDataReader over ``samples``. (A module-level function: tests corrupt its output
+    to prove that the gate rejects a broken engine.)"""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._samples = iter(samples)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._samples, None)
+
+    quant_logger = logging.getLogger()  # the quantizer advises pre-processing via the root logger
+    level = quant_logger.level
+    quant_logger.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            # paths, not protos: given a proto, the quantizer's output refers to weights in an
+            # external-data file of its own temporary folder, gone when it returns
+            source, out = Path(tmp) / "model.onnx", Path(tmp) / "quantized.onnx"
+            onnx.save_model(model, str(source))
+            quantize_static(
+                str(source),
+                str(out),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(keep_fp32) or None,
+            )
+            return bytes(onnx.load_model(str(out)).SerializeToString())  # external data inlined
+    finally:
+        quant_logger.setLevel(level)
+
+
+def _prepare_for_quantization(model: Any) -> Any:
+    """ONNX Runtime's basic graph optimizations (constant folding, BatchNormalization folded
+    into Conv, ...), saved as a plain ONNX model: what ``quant_pre_process`` recommends, so that
+    a Conv's BatchNormalization is not left in float between Q/DQ pairs. Node names (which the
+    gate's retries use) are those of this optimized model."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        optimized = Path(tmp) / "optimized.onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(optimized)
+        options.log_severity_level = 3
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return onnx.load_model(str(optimized))
+
+
+_HUGE = 1e4  # |value| beyond any activation an int8 range should span
+# elementwise and layout ops through which a mask's extreme values travel unchanged in kind
+_MASK_CARRIERS = {"Add", "Sub", "Mul", "Div", "Neg", "Where", "Cast", "Expand", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Min", "Max"}
+
+
+def _mask_nodes(model: Any) -> list[str]:
+    """Nodes that touch attention-mask style tensors: constants of extreme magnitude (the float
+    minimum added to masked scores) and what elementwise ops make of them. One int8 range over
+    [-3.4e38, x] leaves nothing of x, so these nodes stay float; on BERT-base, quantizing them
+    took the output's SNR from 17 dB to 3 dB."""
+    from onnx import numpy_helper
+
+    huge: set[str] = set()
+    for init in model.graph.initializer:
+        array = numpy_helper.to_array(init)
+        if array.dtype.kind == "f" and array.size and float(np.abs(array).max()) > _HUGE:
+            huge.add(init.name)
+    names: list[str] = []
+    for node in model.graph.node:  # topological order
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    array = numpy_helper.to_array(attr.t)
+                    if array.dtype.kind == "f" and array.size and float(np.abs(array).max()) > _HUGE:
+                        huge.update(node.output)
+            continue
+        if any(i in huge for i in node.input):
+            names.append(node.name)
+            if node.op_type in _MASK_CARRIERS:
+                huge.update(node.output)
+    return names
+
+
+def _name_nodes(model: Any) -> None:
+    """``nodes_to_exclude`` and the gate's reports name nodes: give unnamed ones stable names."""
+    seen: set[str] = set()
+    for index, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{index}"
+        seen.add(node.name)
+
+
+def _rank_nodes(float_model: Any, quantized: bytes, samples: list[dict[str, np.ndarray]], top: int = 32) -> list[list[Any]]:
+    """``[[node, added_noise], ...]``, most damaging first, for the quantized model's compute
+    nodes (those ``nodes_to_exclude`` can name): how much the noise-to-signal power ratio of the
+    node's float output, against the float model, exceeds that of its worst float input (the
+    noise its own quantization of weights and inputs adds; linear, so that the first node, fed
+    exact inputs, does not rank first by default). The quantizer fuses some nodes (Conv+Relu), so
+    tensors are matched by name through the Q/DQ pairs. Measured by running both models on the
+    calibration samples with those tensors exposed as outputs."""
+    import onnx
+
+    qmodel = onnx.load_from_string(quantized)
+    float_names = {n.name for n in float_model.graph.node}
+    float_tensors = {o for n in float_model.graph.node for o in n.output} | {i.name for i in float_model.graph.input}
+    producer = {o: n for n in qmodel.graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in qmodel.graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+    qdq = ("QuantizeLinear", "DequantizeLinear")
+
+    # float tensor -> the quantized model's view of it: the dequantized value where the tensor
+    # is quantized (a Relu folded into its Q leaves the float pre-Q tensor unclipped)
+    view: dict[str, str] = {}
+
+    def dequantized(name: str) -> str:
+        for q in consumers.get(name, []):
+            if q.op_type == "QuantizeLinear":
+                for dq in consumers.get(q.output[0], []):
+                    if dq.op_type == "DequantizeLinear":
+                        return str(dq.output[0])
+        return name
+
+    def float_input(name: str) -> str | None:
+        dq = producer.get(name)
+        if dq is not None and dq.op_type == "DequantizeLinear":
+            q = producer.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear":
+                return None  # a quantized weight
+            if q.input[0] in float_tensors:
+                view[q.input[0]] = name
+                return str(q.input[0])
+            return None
+        if name in float_tensors:
+            view.setdefault(name, name)
+            return name
+        return None
+
+    def float_output(name: str) -> str | None:
+        candidates = [name, dequantized(name)]
+        for c in candidates:
+            if c in float_tensors:
+                view[c] = dequantized(name)
+                return c
+        return None
+
+    pairs: list[tuple[str, list[str], str]] = []
+    for node in qmodel.graph.node:
+        if node.op_type in qdq or node.name not in float_names or not node.output:
+            continue
+        out = float_output(node.output[0])
+        if out is None:
+            continue
+        inputs = [t for t in (float_input(i) for i in node.input if i) if t is not None]
+        pairs.append((node.name, inputs, out))
+    graph_inputs = {i.name for i in float_model.graph.input}
+    tensors = sorted({t for _, ins, out in pairs for t in (*ins, out)} - graph_inputs)
+    qtensors = [view[t] for t in tensors]
+    signal = dict.fromkeys(tensors, 0.0)
+    noise = dict.fromkeys(tensors, 0.0)
+    runs = []
+    for m, names in ((float_model, tensors), (qmodel, qtensors)):
+        exposed = onnx.ModelProto()
+        exposed.CopyFrom(m)
+        present = {o.name for o in exposed.graph.output}
+        exposed.graph.output.extend([onnx.ValueInfoProto(name=t) for t in dict.fromkeys(names) if t not in present])
+        runs.append(_session(exposed.SerializeToString(), "cpu"))
+    for sample in samples:
+        want = dict(zip(tensors, runs[0].run(tensors, sample), strict=True))
+        have = dict(zip(tensors, runs[1].run(qtensors, sample), strict=True))
+        for t in tensors:
+            w, h = np.asarray(want[t]), np.asarray(have[t])
+            if w.shape != h.shape or not np.issubdtype(w.dtype, np.floating):
+                continue
+            w, h = w.astype(np.float64), h.astype(np.float64)
+            # attention masks carry the float minimum: compare only where both are finite values
+            # of ordinary size
+            ordinary = (np.abs(w) < 1e30) & (np.abs(h) < 1e30)
+            w, h = w[ordinary], h[ordinary]
+            signal[t] += float((w * w).sum())
+            noise[t] += float(((w - h) ** 2).sum())
+
+    def nsr(t: str) -> float:  # noise-to-signal power ratio (0 for an exact tensor)
+        if t not in signal or noise[t] == 0.0:
+            return 0.0
+        return noise[t] / max(signal[t], 1e-300)
+
+    ranked: list[list[Any]] = []
+    for name, inputs, out in pairs:
+        before = max((nsr(i) for i in inputs), default=0.0)
+        ranked.append([name, float(f"{max(nsr(out) - before, 0.0):.6g}")])
+    ranked.sort(key=lambda r: -r[1])
+    return ranked[:top]
 
 
 def _apply_precision(onnx_model: bytes, spec: CompileSpec) -> bytes:
