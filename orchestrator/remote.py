@@ -32,6 +32,7 @@ from orchestrator.settings import redact
 
 if TYPE_CHECKING:
     from compiler.identity import DeviceIdentity
+    from orchestrator.fleet import WorkerStatus
 
 API_URL_ENV = "ORCHESTRATE_API_URL"
 TOKEN_ENV = "ORCHESTRATE_TOKEN"
@@ -236,6 +237,15 @@ class RemoteFarm:
         data = self._call("GET", "/workers", params={"include_offline": include_offline})
         return [WorkerInfo(**worker) for worker in data["workers"]]
 
+    def worker_statuses(self, *, include_offline: bool = False) -> list[WorkerStatus]:
+        from orchestrator.fleet import CurrentJob, WorkerStatus
+
+        data = self._call("GET", "/fleet", params={"include_offline": include_offline})
+        return [
+            WorkerStatus(**{**w, "current_jobs": [CurrentJob(**j) for j in w["current_jobs"]]})
+            for w in data["workers"]
+        ]
+
     def wait(
         self,
         ref: str,
@@ -321,3 +331,8 @@ class DirectFarm:
 
     def list_workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
         return services.list_workers(self.farm, include_offline=include_offline)
+
+    def worker_statuses(self, *, include_offline: bool = False) -> list[WorkerStatus]:
+        from orchestrator.fleet import worker_statuses
+
+        return worker_statuses(self.farm, include_offline=include_offline)

@@ -44,25 +44,8 @@ def workers_command(include_offline: bool, as_json: bool) -> None:
 
     A stale worker stopped heartbeating without shutting down (crashed, or lost the database).
     """
-    from orchestrator.fleet import worker_statuses
-
-    remote = state().remote()
-    if remote is not None:
-        # through the API server: its /workers view (registration, queues, heartbeat)
-        rows = remote.list_workers(include_offline=include_offline)
-        if as_json:
-            print_json([row.to_dict() for row in rows])
-            return
-        table(
-            f"{len(rows)} worker(s)",
-            ["worker", "status", "device", "queues", "last heartbeat"],
-            [
-                (r.name, "live" if r.live else r.state, r.device_class or r.arch, ", ".join(r.queues), r.last_heartbeat)
-                for r in rows
-            ],
-        )
-        return
-    workers = worker_statuses(state().get_farm(), include_offline=include_offline)
+    # direct, or through the API server when ORCHESTRATE_API_URL is set: the same view
+    workers = state().farm_api().worker_statuses(include_offline=include_offline)
     if as_json:
         print_json([worker.to_dict() for worker in workers])
         return

@@ -26,6 +26,15 @@ def workers(
     return {"workers": services.list_workers(farm_of(request), include_offline=include_offline)}
 
 
+@router.get("/fleet", summary="Workers as `orchestrate workers` shows them")
+def fleet(request: Request, include_offline: bool = False, caller: Caller = Depends(reader)) -> dict[str, list[dict[str, Any]]]:
+    """Live and stale workers (offline ones too if asked) with device identity, queues, current
+    jobs and heartbeat age."""
+    from orchestrator.fleet import worker_statuses
+
+    return {"workers": [w.to_dict() for w in worker_statuses(farm_of(request), include_offline=include_offline)]}
+
+
 @router.get("/queues", summary="Queues and the workers that serve them")
 def queues(request: Request, caller: Caller = Depends(reader)) -> dict[str, list[dict[str, Any]]]:
     """Every queue a registered worker subscribes to, with its live and silent workers: a
