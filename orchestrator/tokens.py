@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import select
 
 from orchestrator import models as m
-from orchestrator.services import Farm, InvalidRequestError, InvalidStateError, NotFoundError, _iso
+from orchestrator.services import Farm, InvalidRequestError, InvalidStateError, NotFoundError
 from orchestrator.untrusted import UnsafeNameError, check_model_name
+from orchestrator.views import _iso
 
 TOKEN_PREFIX = "orc_"
 ROLES = tuple(role.value for role in m.TokenRole)
