@@ -44,6 +44,10 @@ class IncompatibleArtifactError(InvalidRequestError):
     """An artifact whose engines cannot run on the machine asking; ``force`` fetches it anyway."""
 
 
+class RejectedArtifactError(InvalidRequestError):
+    """An engine the accuracy gate rejected, asked for as if it were a good one."""
+
+
 class UnreachableError(FarmError):
     """The database, broker or artifact store cannot be reached."""
 

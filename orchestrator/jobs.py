@@ -29,6 +29,8 @@ S = m.JobState
 
 #: attempts a job gets before the reaper fails it instead of queueing it again
 MAX_ATTEMPTS = 3
+#: the error kind of a job whose engine the accuracy gate rejected
+GATE_KIND = "accuracy_gate"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ TRANSITIONS: dict[str, Transition] = {
         # a cache hit answers a job before any worker holds it
         Transition("reuse", frozenset({S.QUEUED, S.RUNNING}), S.SUCCEEDED),
         Transition("fail", frozenset({S.RUNNING}), S.FAILED, owned=True),
+        # the cache holds this very build, and the accuracy gate rejected it: building it again
+        # would give the same engine, so the job fails pointing at that artifact
+        Transition("reject", frozenset({S.QUEUED, S.RUNNING}), S.FAILED),
         # the broker refused the message: the job never reached a worker
         Transition("fail_enqueue", frozenset({S.QUEUED}), S.FAILED),
         Transition("cancel", frozenset({S.QUEUED, S.RUNNING}), S.CANCELLED),
@@ -149,7 +154,19 @@ def reuse(session: Session, job_id: str, artifact_id: str, now: datetime) -> boo
     return apply(session, job_id, "reuse", {"artifact_id": artifact_id, "phase": None, "finished_at": now})
 
 
-def fail(session: Session, job_id: str, worker: str, kind: str, message: str, now: datetime, timings: dict[str, float]) -> bool:
+def fail(
+    session: Session,
+    job_id: str,
+    worker: str,
+    kind: str,
+    message: str,
+    now: datetime,
+    timings: dict[str, float],
+    *,
+    artifact_id: str | None = None,
+) -> bool:
+    """``artifact_id``: the engine the job built and the accuracy gate rejected, kept for
+    inspection (``orchestrate results``)."""
     return apply(
         session,
         job_id,
@@ -160,8 +177,18 @@ def fail(session: Session, job_id: str, worker: str, kind: str, message: str, no
             "finished_at": now,
             "phase": None,
             "phase_timings": timings,
+            "artifact_id": artifact_id,
         },
         worker=worker,
+    )
+
+
+def reject(session: Session, job_id: str, artifact_id: str, message: str, now: datetime) -> bool:
+    return apply(
+        session,
+        job_id,
+        "reject",
+        {"error_kind": GATE_KIND, "error_message": message, "artifact_id": artifact_id, "finished_at": now, "phase": None},
     )
 
 

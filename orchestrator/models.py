@@ -319,6 +319,9 @@ class Artifact(Base):
     # artifacts recorded before revision 0002.
     built_on: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     engine_requirements: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    #: the accuracy gate's verdict on its validation results: "accepted" or "rejected" (None:
+    #: recorded before gates existed); a rejected engine is never handed out as a good one
+    gate: Mapped[str | None] = mapped_column(String(16))
     build_key: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

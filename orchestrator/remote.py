@@ -193,15 +193,19 @@ class RemoteFarm:
         overwrite: bool = False,
         force: bool = False,
         here: DeviceIdentity | None = None,
+        allow_rejected: bool = False,
     ) -> Path:
-        """As ``services.download_artifact``: refused when it cannot run on ``here`` (this
-        machine) unless ``force``; streamed into a temporary file, checked against the sha256
-        and size the farm recorded, then renamed into place."""
+        """As ``services.download_artifact``: refused when the accuracy gate rejected it unless
+        ``allow_rejected``, and when it cannot run on ``here`` (this machine) unless ``force``;
+        streamed into a temporary file, checked against the sha256 and size the farm recorded,
+        then renamed into place."""
         import httpx
 
         from orchestrator.store import ArtifactCorruptError, DestinationError, save_verified
 
         artifact = self.get_artifact(ref)
+        if not allow_rejected:
+            services.refuse_rejected(artifact)
         if not force:
             services.refuse_incompatible(artifact, here)
         target = Path(dest)

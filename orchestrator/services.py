@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import OperationalError as DBOperationalError
 from sqlalchemy.exc import ProgrammingError as DBProgrammingError
@@ -62,6 +62,7 @@ from orchestrator.errors import (  # noqa: E402
     JobCancelledError,
     JobFailedError,
     NotFoundError,
+    RejectedArtifactError,
     UnreachableError,
     WaitTimeoutError,
 )
@@ -81,7 +82,7 @@ __all__ = [
     "EXIT_CANCELLED", "EXIT_JOB_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_UNREACHABLE", "EXIT_USAGE",
     "HEARTBEAT_INTERVAL", "LIVE_WINDOW", "MISSING", "ArtifactInfo", "FarmError",
     "IncompatibleArtifactError", "InvalidRequestError", "InvalidStateError", "JobCancelledError",
-    "JobFailedError", "JobInfo", "Missing", "NotFoundError", "Submission", "UnreachableError",
+    "JobFailedError", "JobInfo", "Missing", "NotFoundError", "RejectedArtifactError", "Submission", "UnreachableError",
     "ValidationInfo", "WaitTimeoutError", "WorkerInfo",
 ]
 
@@ -625,8 +626,10 @@ def _cached_artifact(
     ]
     if not keys:
         return None
+    # a rejected engine never answers a new submit as if it were a success
+    accepted = or_(m.Artifact.gate.is_(None), m.Artifact.gate != "rejected")
     return session.scalars(
-        select(m.Artifact).where(m.Artifact.build_key.in_(keys)).order_by(m.Artifact.created_at.desc())
+        select(m.Artifact).where(m.Artifact.build_key.in_(keys), accepted).order_by(m.Artifact.created_at.desc())
     ).first()
 
 
@@ -841,6 +844,15 @@ def download_file_name(artifact: ArtifactInfo) -> str:
     )
 
 
+def refuse_rejected(artifact: ArtifactInfo) -> None:
+    """Raise RejectedArtifactError for an engine the accuracy gate rejected."""
+    if artifact.gate == "rejected":
+        raise RejectedArtifactError(
+            f"artifact {artifact.id[:12]} was rejected by the accuracy gate (see `orchestrate "
+            f"results {artifact.id[:12]}`); download it anyway with --allow-rejected"
+        )
+
+
 def refuse_incompatible(artifact: ArtifactInfo, here: DeviceIdentity | None = None) -> None:
     """Raise IncompatibleArtifactError when ``artifact`` cannot run on ``here`` (default: this
     machine, the one asking: the CLI and client call the services in their own process)."""
@@ -863,8 +875,11 @@ def download_artifact(
     overwrite: bool = False,
     force: bool = False,
     here: DeviceIdentity | None = None,
+    allow_rejected: bool = False,
 ) -> Path:
     """Copy an artifact's engine package to ``dest`` (a file, or a folder to put it in).
+
+    An engine the accuracy gate rejected is refused unless ``allow_rejected``.
 
     An artifact that cannot run on ``here`` (this machine by default) is refused with the
     reason, before anything is downloaded, unless ``force``. The download is checked against
@@ -873,6 +888,8 @@ def download_artifact(
     replaced only with ``overwrite``."""
     from orchestrator.store import ArtifactCorruptError, ArtifactStoreError, DestinationError
 
+    if not allow_rejected:
+        refuse_rejected(get_artifact(farm, ref))
     if not force:
         refuse_incompatible(get_artifact(farm, ref), here)
     with farm.session() as session:

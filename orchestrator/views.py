@@ -125,6 +125,8 @@ class ArtifactInfo:
     built_on: dict[str, Any] | None = None
     #: EngineRequirements.to_dict() per distinct need of its engines (None: not recorded)
     engine_requirements: list[dict[str, Any]] | None = None
+    #: "accepted" or "rejected" by the accuracy gate (None: recorded before gates existed)
+    gate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,6 +169,7 @@ class ArtifactInfo:
             partition_stats=dict(artifact.partition_stats or {}),
             created_at=_iso(artifact.created_at),
             built_on=None if artifact.built_on is None else dict(artifact.built_on),
+            gate=artifact.gate,
             engine_requirements=(
                 None if artifact.engine_requirements is None else list(artifact.engine_requirements)
             ),

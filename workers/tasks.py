@@ -139,6 +139,10 @@ def claim(farm: Farm, job_id: str, worker: str, task_id: str | None = None) -> C
         key = _artifact_key(job, job.model.sha256, job.spec.sha256, version)
         existing = session.scalar(select(m.Artifact).where(m.Artifact.build_key == key))
         if existing is not None:
+            if existing.gate == "rejected":
+                lifecycle.reject(session, job.id, existing.id, gate_message(existing.validation_results), m.utcnow())
+                log.info("job %s: this build exists and was rejected by the accuracy gate (%s)", job_id, existing.id)
+                return None
             lifecycle.reuse(session, job.id, existing.id, m.utcnow())
             log.info("job %s reuses artifact %s", job_id, existing.id)
             return None
@@ -260,6 +264,7 @@ def _record_success(
                 built_on=built_on,
                 engine_requirements=engine_requirements,
                 build_key=work.build_key,
+                gate="rejected" if any(not r.passed for r in validation) else "accepted",
             )
             try:
                 with session.begin_nested():
@@ -284,9 +289,23 @@ def _record_success(
                         )
                     )
         session.flush()
+        if artifact.gate == "rejected":
+            # recorded with its results for inspection; the job fails and says which metric
+            message = gate_message(artifact.validation_results)
+            lifecycle.fail(session, job.id, worker, lifecycle.GATE_KIND, message, m.utcnow(), timings, artifact_id=artifact.id)
+            return None
         if not lifecycle.succeed(session, job.id, worker, artifact.id, m.utcnow(), timings):
             return None  # cancelled or taken over between the check above and now
         return artifact.id
+
+
+def gate_message(results: list[m.ValidationResult]) -> str:
+    failing = [r for r in results if not r.passed]
+    parts = [
+        f"{r.output_name} {r.metric} {r.value:.4g}" + (f" (threshold {r.threshold:.4g})" if r.threshold is not None else "")
+        for r in failing[:5]
+    ]
+    return "the accuracy gate rejected the engine: " + ("; ".join(parts) or "a validation result failed")
 
 
 def run_job(

@@ -117,6 +117,7 @@ def show_command(artifact_id: str, as_json: bool) -> None:
             ("built on", describe_identity(artifact.built_on)),
             ("needs", describe_requirements(artifact)),
             ("runs here", "yes" if not problems else "no: " + "; ".join(problems)),
+            ("accuracy gate", artifact.gate or "-"),
             ("created", artifact.created_at),
         ],
     )
@@ -178,17 +179,25 @@ def describe_requirements(artifact: ArtifactInfo) -> str:
     help="Overwrite an existing file, and download even an engine that cannot run on this "
     "machine (another architecture, GPU generation, or PyTorch/TensorRT version).",
 )
+@click.option(
+    "--allow-rejected",
+    is_flag=True,
+    help="Download even an engine the accuracy gate rejected (to inspect it).",
+)
 @json_option
-def get_command(artifact_id: str, output: Path, force: bool, as_json: bool) -> None:
+def get_command(artifact_id: str, output: Path, force: bool, allow_rejected: bool, as_json: bool) -> None:
     """Download an artifact's engine package, verified against its sha256.
 
     Only a regular file is ever written (never a device, pipe or link), through a temporary
     file in the same folder that is renamed into place once its sha256 matches; an existing
     file is kept unless --force. An engine that cannot run on this machine is refused with the
-    reason (exit code 2) unless --force is given.
+    reason (exit code 2) unless --force is given, and an engine the accuracy gate rejected
+    unless --allow-rejected.
     """
 
-    path = state().farm_api().download_artifact(artifact_id, output, overwrite=force, force=force)
+    path = state().farm_api().download_artifact(
+        artifact_id, output, overwrite=force, force=force, allow_rejected=allow_rejected
+    )
     if as_json:
         print_json({"artifact_id": artifact_id, "path": str(path)})
     else:

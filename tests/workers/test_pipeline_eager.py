@@ -170,3 +170,35 @@ def test_fx_backend_job_builds_validates_and_records_its_identity(farm, tiny_mod
     assert info.built_on["arch"] == "x86_64" and info.built_on["torch_version"]
     results = services.results(farm, job.artifact_id)
     assert results and all(r.passed for r in results)
+
+
+def test_an_engine_the_gate_rejects_is_recorded_rejected_never_cached_and_not_handed_out(farm, tmp_path):
+    """Validation with no tolerance at all: ONNX Runtime's GELU/MatMul differ from PyTorch's in
+    the last bits, so the gate rejects the engine."""
+    import torch
+
+    layers = []
+    for _ in range(6):
+        layers += [torch.nn.Linear(32, 32), torch.nn.GELU()]
+    model = torch.nn.Sequential(*layers).eval()
+    path = tmp_path / "mlp.pt2"
+    torch.export.save(torch.export.export(model, (torch.randn(2, 32),)), path)
+    spec = services.resolve_spec({"validation": {"samples": 2, "atol": 0.0, "rtol": 0.0}})
+    (job,) = services.submit(farm, path, [Target("x86_64")], spec).jobs
+    assert job.state == "failed" and job.error_kind == "accuracy_gate", job
+    assert "max_abs_error" in job.error_message and job.artifact_id
+    artifact = services.get_artifact(farm, job.artifact_id)
+    assert artifact.gate == "rejected"
+    assert any(not r.passed for r in services.results(farm, job.artifact_id))
+
+    # the same work again: not answered from the cache as a success, and not built again
+    (again,) = services.submit(farm, path, [Target("x86_64")], spec).jobs
+    assert again.state == "failed" and again.error_kind == "accuracy_gate" and again.artifact_id == job.artifact_id
+    with farm.session() as session:
+        assert session.scalar(select(func.count()).select_from(m.Artifact).where(m.Artifact.gate == "rejected")) == 1
+
+    refused = cli(farm, "artifacts", "get", job.artifact_id, "-o", str(tmp_path / "x.pt2"))
+    assert refused.exit_code == 2 and "rejected by the accuracy gate" in refused.output
+    assert not (tmp_path / "x.pt2").exists()
+    allowed = cli(farm, "artifacts", "get", job.artifact_id, "-o", str(tmp_path / "x.pt2"), "--allow-rejected")
+    assert allowed.exit_code == 0 and (tmp_path / "x.pt2").exists()
