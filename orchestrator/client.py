@@ -31,6 +31,7 @@ from orchestrator.settings import Settings
 
 if TYPE_CHECKING:
     from compiler.identity import DeviceIdentity
+    from orchestrator.compare import Comparison
 
 
 class JobHandle:
@@ -240,6 +241,12 @@ class Client:
 
     def results(self, job_or_artifact_id: str) -> list[ValidationInfo]:
         return self.api.results(job_or_artifact_id)
+
+    def compare(self, model: str, *, limit: int = 50) -> list[Comparison]:
+        """Every artifact of ``model`` side by side (``orchestrate compare``)."""
+        from orchestrator.compare import compare
+
+        return compare(self.api, model, limit=limit)
 
     def workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
         return self.api.list_workers(include_offline=include_offline)

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "queues": ("orchestrator.cli.queues", "queues_command"),
     "doctor": ("orchestrator.cli.doctor", "doctor_command"),
     "serve": ("orchestrator.cli.serve", "serve_command"),
+    "compare": ("orchestrator.cli.compare", "compare_command"),
     "tokens": ("orchestrator.cli.tokens", "tokens_group"),
     "compile": ("orchestrator.cli.compile", "compile_command"),
     "db": ("orchestrator.cli.db", "db"),

@@ -202,3 +202,22 @@ def test_an_engine_the_gate_rejects_is_recorded_rejected_never_cached_and_not_ha
     assert not (tmp_path / "x.pt2").exists()
     allowed = cli(farm, "artifacts", "get", job.artifact_id, "-o", str(tmp_path / "x.pt2"), "--allow-rejected")
     assert allowed.exit_code == 0 and (tmp_path / "x.pt2").exists()
+
+
+def test_compare_shows_a_models_artifacts_side_by_side(farm, built):
+    """`orchestrate compare` and Client.compare read the same rows as artifacts list + results."""
+    from orchestrator.client import Client
+
+    result = cli(farm, "compare", "tiny", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    mine = [r for r in rows if r["artifact_id"] == built.artifact_id]
+    assert len(mine) == 1
+    (row,) = mine
+    assert row["target"] == "x86_64" and row["backend"] == "onnxruntime" and row["gate"] == "accepted"
+    assert row["engines"] == 1 and row["min_cosine"] > 0.999 and row["failed_metrics"] == []
+    assert row["min_snr_db"] is not None and row["min_snr_db"] > 60
+    table = cli(farm, "compare", "tiny")
+    assert built.artifact_id[:12] in table.output and "accepted" in table.output
+    assert [c.artifact_id for c in Client(farm=farm).compare("tiny")] == [r["artifact_id"] for r in rows]
+    assert cli(farm, "compare", "no-such-model").output.startswith("no artifacts")

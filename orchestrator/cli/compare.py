@@ -1,0 +1,49 @@
+"""``orchestrate compare MODEL``: a model's artifacts side by side."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli._common import json_option, print_json, short, state, styled, table
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@click.command("compare")
+@click.argument("model")
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@json_option
+def compare_command(model: str, limit: int, as_json: bool) -> None:
+    """Every artifact of MODEL across targets and precisions: size, gate, accuracy."""
+    from orchestrator.compare import compare
+
+    rows = compare(state().farm_api(), model, limit=limit)
+    if as_json:
+        print_json([row.to_dict() for row in rows])
+        return
+    if not rows:
+        click.echo(f"no artifacts of model {model!r}")
+        return
+    gate_styles = {"accepted": "green", "rejected": "red"}
+    table(
+        f"{len(rows)} artifact(s) of {model}",
+        ["artifact", "target", "backend", "precision", "size", "gate", "engines", "fallback ops", "min cosine", "min SNR dB", "max |err|"],
+        [
+            (
+                short(r.artifact_id),
+                r.target,
+                r.backend,
+                r.precision,
+                f"{r.size_bytes / 2**20:.1f} MiB",
+                styled(r.gate, gate_styles.get(r.gate, "")) if r.gate else "-",
+                "-" if r.engines is None else r.engines,
+                r.fallback_ops,
+                _figure(r.min_cosine, ".6f"),
+                _figure(r.min_snr_db, ".1f"),
+                _figure(r.max_abs_error, ".3g"),
+            )
+            for r in rows
+        ],
+    )
