@@ -204,10 +204,7 @@ class RemoteFarm:
         from orchestrator.store import ArtifactCorruptError, DestinationError, save_verified
 
         artifact = self.get_artifact(ref)
-        if not allow_rejected:
-            services.refuse_rejected(artifact)
-        if not force:
-            services.refuse_incompatible(artifact, here)
+        services.refuse_to_hand_out(artifact, here=here, force=force, allow_rejected=allow_rejected)
         target = Path(dest)
         if target.is_dir():
             target = target / services.download_file_name(artifact)

@@ -844,6 +844,18 @@ def download_file_name(artifact: ArtifactInfo) -> str:
     )
 
 
+def refuse_to_hand_out(
+    artifact: ArtifactInfo, *, here: DeviceIdentity | None, force: bool, allow_rejected: bool
+) -> None:
+    """The checks every download makes, direct or through the server, before any byte moves:
+    the accuracy gate's verdict (unless ``allow_rejected``), then whether it runs here (unless
+    ``force``)."""
+    if not allow_rejected:
+        refuse_rejected(artifact)
+    if not force:
+        refuse_incompatible(artifact, here)
+
+
 def refuse_rejected(artifact: ArtifactInfo) -> None:
     """Raise RejectedArtifactError for an engine the accuracy gate rejected."""
     if artifact.gate == "rejected":
@@ -888,14 +900,11 @@ def download_artifact(
     replaced only with ``overwrite``."""
     from orchestrator.store import ArtifactCorruptError, ArtifactStoreError, DestinationError
 
-    if not allow_rejected:
-        refuse_rejected(get_artifact(farm, ref))
-    if not force:
-        refuse_incompatible(get_artifact(farm, ref), here)
     with farm.session() as session:
         row = _resolve_artifact(session, ref)
         artifact = ArtifactInfo.of(row)
         uri = row.uri
+    refuse_to_hand_out(artifact, here=here, force=force, allow_rejected=allow_rejected)
     target = Path(dest)
     if target.is_dir():
         folder = target

@@ -202,7 +202,7 @@ def _retype_float_nodes(gm: fx.GraphModule, compute: torch.dtype) -> fx.GraphMod
     the whole partition computes in the reduced type rather than promoting back to fp32."""
     changed = False
     for node in gm.graph.nodes:
-        if node.op == "call_function" and node.kwargs.get("dtype") in (torch.float32, torch.float64):
+        if node.op == "call_function" and node.kwargs.get("dtype") is torch.float32:
             node.kwargs = {**node.kwargs, "dtype": compute}
             changed = True
     if changed:

@@ -195,7 +195,7 @@ class _GraphReplay:
     def __init__(self, call: Callable[[tuple[Any, ...], dict[str, Any]], Any], device: torch.device) -> None:
         self.call = call
         self.device = device
-        self.graphs: dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, list[torch.Tensor], Any, Any]] = {}
+        self.graphs: dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, list[Any], Any]] = {}
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         flat, in_spec = pytree.tree_flatten((args, kwargs))
@@ -203,7 +203,7 @@ class _GraphReplay:
         entry = self.graphs.get(key)
         if entry is None:
             entry = self._capture(key, flat, in_spec)
-        graph, static_inputs, static_outputs, _ = entry
+        graph, static_inputs, static_outputs = entry
         for buffer, value in zip(static_inputs, flat, strict=True):
             if isinstance(buffer, torch.Tensor):
                 buffer.copy_(value)
@@ -234,7 +234,7 @@ class _GraphReplay:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             outputs = self.call(args, kwargs)
-        entry = (graph, static, outputs, key)
+        entry = (graph, static, outputs)
         self.graphs[key] = entry
         return entry
 
