@@ -114,7 +114,7 @@ def _gate(
     more nodes kept in fp32: those that each engine measured as adding the most noise (1, then
     2, then 4 more...). The kept nodes are recorded in the spec, the report and the engines'
     metadata."""
-    retries = spec.quantization.max_retries if _static_int8(spec, backend) else 0
+    retries = spec.quantization.max_retries if _keeps_fp32(spec, backend) else 0
     for attempt in range(retries + 1):
         with phase("validation"):
             results = validate_compiled(compiled, program, compiled.spec, data=validation)
@@ -146,6 +146,14 @@ def _static_int8(spec: CompileSpec, backend: Backend) -> bool:
     return spec.precision == "int8" and spec.quantization.method == "static" and backend.calibrates
 
 
+def _keeps_fp32(spec: CompileSpec, backend: Backend) -> bool:
+    """Whether a failing gate can be answered by keeping measured nodes in fp32: static int8
+    on a calibrating backend, or reduced float precision on a backend that keeps nodes."""
+    if spec.precision == "int8":
+        return _static_int8(spec, backend) and "int8" in backend.keeps_fp32
+    return spec.precision in backend.keeps_fp32
+
+
 def _compile_program(
     program: torch.export.ExportedProgram,
     signature: Sequence[InputInfo],
@@ -164,9 +172,11 @@ def _compile_program(
     engines: dict[str, tuple[EngineMeta, bytes]] = {}
     ranges = _symbol_ranges(plan.graph_module, signature)
     calibration: dict[str, list[dict[int, Any]]] = {}
-    if _static_int8(spec, backend):
+    if _static_int8(spec, backend) or (rank_nodes and backend.consumes == "fx" and _keeps_fp32(spec, backend)):
+        # int8 calibrates on these; reduced float precision ranks nodes on them for the gate
         with phase("calibration"):
-            calibration = _capture_partition_inputs(plan, _calibration_batches(spec, signature, calibration_data, report))
+            batches_ = _calibration_batches(spec, signature, calibration_data, report)
+            calibration = _capture_partition_inputs(plan, batches_, torch.device(spec.device))
     try:
         _build_all(plan, spec, backend, ranges, phase, report, engines, calibration, rank_nodes)
     except BaseException:
@@ -411,12 +421,18 @@ def _build_partition(
         output_dims = [[dim_to_expr(d) for d in fake_of(n).shape] for n in out_nodes]
         _check_symbols(output_dims, symbols, name)
     with phase("build"):
-        if calibration is not None:
-            # int8: this partition's own inputs, captured from the parent graph's call arguments
-            positions = [placeholders.index(n) for n in input_nodes]
+        prefix = f"{name}/"
+        keep = tuple(k.removeprefix(prefix) for k in spec.quantization.keep_fp32 if k.startswith(prefix))
+        # this partition's own inputs, captured from the parent graph's call arguments
+        positions = [placeholders.index(n) for n in input_nodes]
+        if isinstance(partition_input, FxPartition):
+            partition_input.keep_fp32 = keep
+            if calibration is not None and rank_nodes:
+                partition_input.rank_samples = [[args[p] for p in positions] for args in calibration]
+            engine, extra = backend.build(partition_input, spec, inputs, outputs, whole_program=whole_program)
+        elif calibration is not None:
+            # int8
             samples = [{n: args[p] for n, p in zip(input_names, positions, strict=True)} for args in calibration]
-            prefix = f"{name}/"
-            keep = tuple(k.removeprefix(prefix) for k in spec.quantization.keep_fp32 if k.startswith(prefix))
             engine, extra = backend.build_calibrated(
                 partition_input, spec, inputs, outputs, Calibration(name, samples, keep, rank_nodes), whole_program=whole_program
             )
@@ -463,7 +479,7 @@ def _calibration_batches(
     return Batches((inputs, None) for inputs in generated)
 
 
-def _capture_partition_inputs(plan: PartitionPlan, data: list[Batch]) -> dict[str, list[dict[int, Any]]]:
+def _capture_partition_inputs(plan: PartitionPlan, data: list[Batch], device: torch.device) -> dict[str, list[dict[int, Any]]]:
     """Each accelerated partition's call arguments when the partitioned program runs in PyTorch
     on ``data``, before any engine replaces its submodule: calibration for partitions that sit
     behind other code. Pre-hooks on the partition submodules see exactly what engines will get."""
@@ -481,7 +497,7 @@ def _capture_partition_inputs(plan: PartitionPlan, data: list[Batch]) -> dict[st
     try:
         with torch.no_grad():
             for inputs, _ in data:
-                plan.graph_module(*inputs)
+                plan.graph_module(*(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs))
     finally:
         for handle in handles:
             handle.remove()

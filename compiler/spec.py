@@ -99,8 +99,9 @@ class QuantizationSpec(_Strict):
     weights, activation ranges calibrated on ``calibration_samples`` input sets (the user's
     calibration data, else inputs generated within the spec's ranges from ``seed``).
     ``dynamic``: int8 weights for MatMul/Gemm only, activations quantized per call, no
-    calibration. ``keep_fp32`` names ONNX nodes (``partition/node``) left unquantized; the gate
-    fills it in when it retries, up to ``max_retries`` times."""
+    calibration. ``keep_fp32`` names nodes (``partition/node``) left in fp32: ONNX nodes left
+    unquantized for int8, or graph nodes computed in fp32 inside aotinductor's fp16/bf16
+    engines; the gate fills it in when it retries, up to ``max_retries`` times."""
 
     method: Literal["static", "dynamic"] = "static"
     calibration_samples: int = Field(default=8, ge=1, le=10_000)

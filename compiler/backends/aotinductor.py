@@ -13,17 +13,21 @@ says so, and ``compiler.load`` refuses an engine whose requirements this machine
 
 Reduced precision: the engine computes in fp16 or bf16 — weights are converted and floating
 inputs cast inside the package — and casts its outputs back, so the program keeps the model's
-calling convention and output dtypes.
+calling convention and output dtypes. Nodes named in ``quantization.keep_fp32`` compute in fp32
+inside the same package (their inputs cast up, their results cast back down, weights used only
+by them left in fp32). When the accuracy gate may retry, the build measures each node's error
+(:func:`node_sensitivity`) so a failing gate can keep the worst ones in fp32.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 
 import torch
@@ -55,6 +59,7 @@ class AOTInductorBackend(Backend):
     name = "aotinductor"
     consumes = "fx"
     options = AOTInductorOptions
+    keeps_fp32 = frozenset(_REDUCED)
 
     def available(self) -> bool:
         return self._unavailable() is None
@@ -121,7 +126,13 @@ class AOTInductorBackend(Backend):
     ) -> tuple[bytes, dict[str, Any]]:
         options = _options(spec)
         device = torch.device(spec.device)
-        module = _EngineModule(partition.graph_module, _REDUCED.get(spec.precision), [o.torch_dtype for o in outputs])
+        compute = _REDUCED.get(spec.precision)
+        ranked: list[list[Any]] | None = None
+        if compute is not None and partition.rank_samples:
+            # measured before _EngineModule retypes the graph and its weights in place
+            ranked = node_sensitivity(partition.graph_module, partition.rank_samples, compute)
+        keep = partition.keep_fp32 if compute is not None else ()
+        module = _EngineModule(partition.graph_module, compute, [o.torch_dtype for o in outputs], keep)
         module = module.to(device)
         example = [t.to(device) for t in partition.example_inputs]
         dims: dict[str, Any] = {}
@@ -149,6 +160,10 @@ class AOTInductorBackend(Backend):
         except Exception as exc:  # Inductor raises many types; the partition then falls back
             raise BackendError(f"AOTInductor could not build the partition: {type(exc).__name__}: {exc}") from exc
         extra: dict[str, Any] = {"precision": spec.precision, "tf32": options.tf32}
+        if keep:
+            extra["kept_fp32"] = sorted(module.kept)
+        if ranked is not None:
+            extra["node_sensitivity"] = ranked
         if device.type == "cuda":
             major, minor = torch.cuda.get_device_capability(device)
             extra["compute_capability"] = f"{major}.{minor}"
@@ -165,18 +180,27 @@ def _options(spec: CompileSpec) -> AOTInductorOptions:
 
 class _EngineModule(torch.nn.Module):
     """The partition as a module for export: weights (and floating inputs) in the compute dtype,
-    outputs cast back to the dtypes the rest of the program expects."""
+    outputs cast back to the dtypes the rest of the program expects; nodes named in ``keep``
+    compute in fp32 (``kept``: those found in the graph)."""
 
-    def __init__(self, graph_module: fx.GraphModule, compute: torch.dtype | None, out_dtypes: list[torch.dtype]) -> None:
+    def __init__(
+        self,
+        graph_module: fx.GraphModule,
+        compute: torch.dtype | None,
+        out_dtypes: list[torch.dtype],
+        keep: Sequence[str] = (),
+    ) -> None:
         super().__init__()
+        self.kept: set[str] = set()
         if compute is not None:
-            graph_module = _retype_float_nodes(graph_module, compute)
-            for name, buffer in list(graph_module.named_buffers()):
-                if buffer.is_floating_point():
-                    _set_tensor(graph_module, name, buffer.to(compute))
-            for name, param in list(graph_module.named_parameters()):
-                if param.is_floating_point():
-                    _set_tensor(graph_module, name, param.detach().to(compute))
+            kept = [n for n in graph_module.graph.nodes if n.name in set(keep) and n.op == "call_function"]
+            self.kept = {n.name for n in kept}
+            graph_module = _retype_float_nodes(graph_module, compute, skip=self.kept)
+            fp32_weights = _weights_used_only_by(graph_module, self.kept)
+            for name, tensor in [*graph_module.named_buffers(), *graph_module.named_parameters()]:
+                if tensor.is_floating_point() and name not in fp32_weights:
+                    _set_tensor(graph_module, name, tensor.detach().to(compute))
+            _compute_in_fp32(graph_module, kept, compute)
         self.graph_module = graph_module
         self.compute = compute
         self.out_dtypes = out_dtypes
@@ -197,17 +221,109 @@ def _set_tensor(gm: torch.nn.Module, name: str, value: torch.Tensor) -> None:
     module.register_buffer(leaf, value)
 
 
-def _retype_float_nodes(gm: fx.GraphModule, compute: torch.dtype) -> fx.GraphModule:
+def _retype_float_nodes(gm: fx.GraphModule, compute: torch.dtype, skip: Collection[str] = ()) -> fx.GraphModule:
     """Ops that create float32 tensors (full, arange, casts) create ``compute`` ones instead, so
     the whole partition computes in the reduced type rather than promoting back to fp32."""
     changed = False
     for node in gm.graph.nodes:
-        if node.op == "call_function" and node.kwargs.get("dtype") is torch.float32:
+        if node.op == "call_function" and node.name not in skip and node.kwargs.get("dtype") is torch.float32:
             node.kwargs = {**node.kwargs, "dtype": compute}
             changed = True
     if changed:
         gm.recompile()
     return gm
+
+
+def _weights_used_only_by(gm: fx.GraphModule, nodes: set[str]) -> set[str]:
+    """Attribute names whose every reader is one of ``nodes`` (those weights stay fp32)."""
+    if not nodes:
+        return set()
+    return {
+        str(n.target)
+        for n in gm.graph.nodes
+        if n.op == "get_attr" and n.users and all(user.name in nodes for user in n.users)
+    }
+
+
+def _is_float(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.is_floating_point()
+
+
+def _compute_in_fp32(gm: fx.GraphModule, kept: list[fx.Node], compute: torch.dtype) -> None:
+    """Each kept node reads its floating inputs cast up to fp32 and hands its floating results
+    on cast back to ``compute`` (through its ``getitem`` users when it returns several); between
+    two kept nodes the value stays fp32, so a kept chain never rounds (or overflows) inside."""
+    if not kept:
+        return
+    graph = gm.graph
+    to_copy = torch.ops.aten._to_copy.default
+    names = {n.name for n in kept}
+
+    def fp32_result(node: fx.Node) -> bool:  # a kept node's value, or one of its getitems
+        source = node.args[0] if node.target is operator.getitem else None
+        return node.name in names or (isinstance(source, fx.Node) and source.name in names)
+
+    for node in kept:
+        for arg in node.all_input_nodes:
+            if not fp32_result(arg) and (arg.op == "get_attr" or _is_float(arg.meta.get("val"))):
+                with graph.inserting_before(node):
+                    up = graph.call_function(to_copy, (arg,), {"dtype": torch.float32})
+                node.replace_input_with(arg, up)
+        results = [node] if _is_float(node.meta.get("val")) else [
+            u for u in node.users if u.target is operator.getitem and _is_float(u.meta.get("val"))
+        ]
+        for result in results:
+            outside = [u for u in result.users if u.name not in names]
+            if not outside:
+                continue
+            with graph.inserting_after(result):
+                down = graph.call_function(to_copy, (result,), {"dtype": compute})
+            for user in outside:
+                user.replace_input_with(result, down)
+    graph.lint()
+    gm.recompile()
+
+
+def node_sensitivity(
+    gm: fx.GraphModule, samples: Sequence[Sequence[torch.Tensor]], compute: torch.dtype, top: int = 32
+) -> list[list[Any]]:
+    """Each floating node's own error in ``compute``: the graph runs in fp32 on ``samples``, and
+    every node is run again alone on its fp32 inputs rounded to ``compute``; its score is the
+    noise-to-signal power of that result against the fp32 one, averaged over samples (a node
+    that overflows scores 1e30). The ``top`` worst, as ``[node, score]``, worst first."""
+    scores: dict[str, list[float]] = {}
+
+    def lower(value: Any) -> Any:
+        return value.to(compute) if _is_float(value) else value
+
+    class _Probe(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            result = super().run_node(n)
+            if n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload):
+                return result
+            reference = result if _is_float(result) else next((r for r in result if _is_float(r)), None) if isinstance(result, (tuple, list)) else None
+            if reference is None or reference.numel() == 0:
+                return result
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            kwargs = {k: (compute if v is torch.float32 else v) for k, v in kwargs.items()}
+            with torch.no_grad():
+                low = n.target(*torch.utils._pytree.tree_map(lower, args), **torch.utils._pytree.tree_map(lower, kwargs))
+            if not _is_float(low):
+                low = next((r for r in low if _is_float(r)), None)
+            if low is None or low.shape != reference.shape:
+                return result
+            want, have = reference.double(), low.double()
+            noise = float((have - want).pow(2).sum())
+            signal = float(want.pow(2).sum())
+            score = noise / signal if signal > 0 else noise
+            scores.setdefault(n.name, []).append(score if score == score and score < 1e30 else 1e30)
+            return result
+
+    with torch.no_grad():
+        for sample in samples:
+            _Probe(gm).run(*sample)
+    ranked = sorted(((sum(v) / len(v), name) for name, v in scores.items()), reverse=True)[:top]
+    return [[name, score] for score, name in ranked]
 
 
 class _tf32:

@@ -119,11 +119,15 @@ class FxPartition:
     """An accelerated partition for backends that consume FX: an ATen graph whose placeholders
     are the engine's inputs (weights are attributes of ``graph_module``), example inputs at the
     ``opt`` shapes, and per input the dynamic axes as ``{axis: (symbol, min, max)}`` (max None
-    for an unbounded range)."""
+    for an unbounded range). For reduced precision, ``keep_fp32`` names graph nodes the accuracy
+    gate asked to compute in fp32, and ``rank_samples`` (when the gate may retry) holds the
+    engine's inputs captured from the program's data, to rank nodes by the error they add."""
 
     graph_module: fx.GraphModule
     example_inputs: list[torch.Tensor]
     dynamic_axes: list[dict[int, tuple[str, int, int | None]]]
+    keep_fp32: tuple[str, ...] = ()
+    rank_samples: list[list[torch.Tensor]] | None = None
 
 
 @dataclass
@@ -147,6 +151,9 @@ class Backend(ABC):
     options: ClassVar[type[BaseModel] | None] = None
     #: whether the backend builds int8 from calibration data (``build_calibrated``)
     calibrates: ClassVar[bool] = False
+    #: precisions whose engines can keep named nodes in fp32 and rank nodes by the error they
+    #: add (``node_sensitivity`` in the engine metadata): the accuracy gate's retries use it
+    keeps_fp32: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def available(self) -> bool:

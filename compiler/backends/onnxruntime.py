@@ -36,6 +36,7 @@ _NUMPY_OF = {
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     calibrates = True
+    keeps_fp32 = frozenset({"int8"})
 
     # Sessions created by build(), handed to the load() that follows for the same engine object
     # (compile builds and loads each engine back to back): creating a session for a large model

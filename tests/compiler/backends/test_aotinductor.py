@@ -195,3 +195,62 @@ def test_dry_run_with_the_fx_backend_prints_the_partition_table(tmp_path) -> Non
     result = CliRunner().invoke(compile_command, [str(path), "--dry-run", "--backend", "aotinductor", "--json"])
     assert result.exit_code == 0, result.output
     assert '"backend": "aotinductor"' in result.output
+
+
+class Overflowing(nn.Module):
+    """A Gram matrix of large activations: its entries overflow fp16 (and turn into inf/NaN)
+    although the model's output is small; computed in fp32, the chain is exact enough."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        big = self.lin(x) * 1000.0
+        gram = big @ big.transpose(-1, -2)
+        return gram.mean(-1).abs().sqrt() / 1000.0
+
+
+def _aten_graph(model: nn.Module, x: torch.Tensor) -> torch.fx.GraphModule:
+    gm = torch.export.export(model, (x,)).module()
+    assert isinstance(gm, torch.fx.GraphModule)
+    return gm
+
+
+def test_node_sensitivity_measures_each_nodes_own_error_in_the_reduced_type() -> None:
+    from compiler.backends.aotinductor import node_sensitivity
+
+    torch.manual_seed(0)
+    model, x = Overflowing().eval(), torch.randn(4, 8)
+    ranked = dict(node_sensitivity(_aten_graph(model, x), [[x], [x * 0.5]], torch.float16))
+    # the Gram matrix overflows fp16, and so do the values that follow it until the square
+    # root; the first layers only round
+    assert {name for name, score in ranked.items() if score == 1e30} == {"matmul", "mean", "abs_1", "sqrt"}
+    assert ranked["linear"] < 1e-5 and ranked["mul"] < 1e-5
+    assert list(ranked.values()) == sorted(ranked.values(), reverse=True)
+
+
+def test_nodes_kept_in_fp32_compute_in_fp32_inside_a_reduced_precision_engine() -> None:
+    # the engine module as AOTInductor exports it, run eagerly on the CPU
+    from compiler.backends.aotinductor import _EngineModule
+
+    torch.manual_seed(0)
+    model, x = Overflowing().eval(), torch.randn(4, 8)
+    reference = model(x)
+    plain = _EngineModule(_aten_graph(model, x), torch.float16, [torch.float32])
+    assert not torch.isfinite(plain(x)[0]).all()  # fp16 throughout overflows
+    chain = ["matmul", "mean", "abs_1", "sqrt"]
+    kept = _EngineModule(_aten_graph(model, x), torch.float16, [torch.float32], keep=[*chain, "nope"])
+    assert kept.kept == set(chain)  # names not in the graph are ignored
+    (out,) = kept(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, reference, rtol=2e-3, atol=1e-3)
+    graph = kept.graph_module.graph
+    nodes = {n.name: n for n in graph.nodes}
+    # cast up into the chain, down out of it, and never inside it
+    assert [a.kwargs["dtype"] for a in nodes["matmul"].all_input_nodes] == [torch.float32, torch.float32]
+    assert [a.name for n in chain[1:] for a in nodes[n].all_input_nodes] == chain[:-1]
+    (down,) = nodes["div"].all_input_nodes
+    assert down.target is torch.ops.aten._to_copy.default and down.kwargs["dtype"] == torch.float16
+    # the layers before the chain still compute in fp16
+    assert kept.graph_module.get_buffer("lin.weight").dtype == torch.float16

@@ -184,3 +184,42 @@ def test_reduced_precision_keeps_layers_out_of_the_engine_when_asked() -> None:
     out = compiled(x.cuda())
     assert out.dtype == torch.float32
     _check(out, model(x), "fp16")
+
+
+# ------------------------------------------------------------ the accuracy gate (issue 10)
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_reduced_precision_engines_pass_their_gate(precision: str) -> None:
+    model, x = ConvNet().eval(), torch.randn(2, 3, 32, 32)
+    compiled = compiler.compile(torch.export.export(model, (x,)), cuda_spec(precision=precision), validate=True)
+    gated = [r for r in compiled.report.validation if r["threshold"] is not None]
+    assert {r["metric"] for r in gated} >= {"snr_db", "cosine_similarity"}
+    assert all(r["passed"] for r in compiled.report.validation)
+    assert compiled.report.kept_fp32 == []
+
+
+def test_a_failing_fp16_gate_keeps_the_measured_nodes_in_fp32_and_passes() -> None:
+    from tests.compiler.backends.test_aotinductor import Overflowing
+
+    torch.manual_seed(0)
+    model, x = Overflowing().eval(), torch.randn(4, 8)
+    program = torch.export.export(model, (x,))
+    spec = cuda_spec(precision="fp16", partitioning={"min_block_size": 1})
+    # fp16 throughout: the Gram matrix overflows and the gate refuses the engine
+    with pytest.raises(compiler.AccuracyGateError) as refused:
+        compiler.compile(program, cuda_spec(precision="fp16", quantization={"max_retries": 0}), validate=True)
+    assert any(not r.passed for r in refused.value.results)
+    # with retries, the nodes measured as overflowing compute in fp32 inside the fp16 engine
+    compiled = compiler.compile(program, spec, validate=True)
+    kept = {name.split("/", 1)[1] for name in compiled.report.kept_fp32}
+    assert {"matmul", "mean", "abs_1", "sqrt"} <= kept and "linear" not in kept
+    assert compiled.report.fallback_ops == {}  # one engine: nothing fell back to PyTorch
+    _check(compiled(x.cuda()), model(x), "fp16")
+
+
+def test_a_gate_the_engine_cannot_pass_raises_with_its_results() -> None:
+    model, x = ConvNet().eval(), torch.randn(2, 3, 32, 32)
+    spec = cuda_spec(precision="bf16", gate={"min_snr_db": 200.0}, quantization={"max_retries": 0})
+    with pytest.raises(compiler.AccuracyGateError) as refused:
+        compiler.compile(torch.export.export(model, (x,)), spec, validate=True)
+    (failed,) = [r for r in refused.value.results if not r.passed]
+    assert failed.metric == "snr_db" and failed.threshold == 200.0 and failed.value < 200.0
