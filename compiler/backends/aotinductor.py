@@ -420,7 +420,7 @@ def inductor_node_support(node: fx.Node, device: str) -> str | None:
     target = node.target
     if not isinstance(target, torch._ops.OpOverload):
         return "not an ATen operator"
-    if torch.Tag.nondeterministic_seeded in target.tags:
+    if torch.Tag.nondeterministic_seeded in target.tags and _draws_random_numbers(node, target):
         # Inductor replaces seeded random ops with its own Philox streams: values differ from
         # eager PyTorch, so validation could never match them
         return "random op: Inductor's random stream differs from PyTorch's"
@@ -435,6 +435,23 @@ def inductor_node_support(node: fx.Node, device: str) -> str | None:
                 return "Inductor has no lowering and implicit fallbacks are off"
             return None
     return f"no Inductor lowering and no {key} kernel for {name}"
+
+
+def _draws_random_numbers(node: fx.Node, target: torch._ops.OpOverload) -> bool:
+    """Seeded ops with a dropout argument draw nothing when it is zero or training is off
+    (attention in an inference graph is tagged seeded for its ``dropout_p``)."""
+    given: dict[str, Any] = {}
+    for index, argument in enumerate(target._schema.arguments):
+        if index < len(node.args):
+            given[argument.name] = node.args[index]
+        elif argument.name in node.kwargs:
+            given[argument.name] = node.kwargs[argument.name]
+        elif argument.has_default_value():
+            given[argument.name] = argument.default_value
+    if given.get("train") is False:
+        return False
+    probability = given.get("dropout_p", given.get("p"))
+    return not (isinstance(probability, (int, float)) and probability == 0)
 
 
 @functools.cache

@@ -77,6 +77,14 @@ def test_operator_support_is_decided_per_node_from_inductors_tables() -> None:
     # seeded random ops would never match eager PyTorch
     reason = inductor_node_support(_call_node(torch.ops.aten.rand.default, [2]), "cuda")
     assert reason is not None and "random" in reason
+    # ... but attention and dropout tagged seeded draw nothing without dropout or training
+    q = torch.ops.aten.scaled_dot_product_attention.default
+    assert inductor_node_support(_call_node(q, None, None, None), "cuda") is None
+    assert inductor_node_support(_call_node(q, None, None, None, None, 0.0), "cuda") is None
+    assert "random" in (inductor_node_support(_call_node(q, None, None, None, None, 0.1), "cuda") or "")
+    dropout = torch.ops.aten.native_dropout.default
+    assert inductor_node_support(_call_node(dropout, None, 0.5, False), "cuda") is None
+    assert "random" in (inductor_node_support(_call_node(dropout, None, 0.5, True), "cuda") or "")
     # an op with neither a lowering nor a kernel for the device cannot fall back either
     reason = inductor_node_support(_call_node(torch.ops.aten.cudnn_grid_sampler.default), "cpu")
     assert reason is not None and "no CPU kernel" in reason
