@@ -55,8 +55,26 @@ RESULTS = Path(__file__).resolve().parent / "results" / "gpu.jsonl"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+#: with ``--lock FILE``, rows run in several processes at once (their compiles overlap) and each
+#: timing holds an exclusive lock on FILE, so no two processes time on the GPU together
+_LOCK: Path | None = None
+
+
 def cuda_time_ms(fn: Callable[[], Any], runs: int, warmup: int = 10) -> float:
     """Median of ``runs`` single-call CUDA-event timings on the current stream."""
+    if _LOCK is None:
+        return _time(fn, runs, warmup)
+    import fcntl
+
+    with _LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            return _time(fn, runs, warmup)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _time(fn: Callable[[], Any], runs: int, warmup: int) -> float:
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -197,7 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--contenders", default="ours,eager,eager_cuda_graph,aoti_package,torch_compile")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--lock", type=Path, help="time under an exclusive lock on this file (parallel rows)")
     args = parser.parse_args(argv)
+    global _LOCK
+    _LOCK = args.lock
     if not torch.cuda.is_available():
         print("benchmarks/gpu.py needs a CUDA GPU", file=sys.stderr)
         return 2
