@@ -271,9 +271,13 @@ def _move_to_device(gm: fx.GraphModule, spec: CompileSpec) -> None:
         move_graph_to_device(gm, torch.device(spec.device))
 
 
+_STRIDE_BOUND_VIEWS = (torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default)
+
+
 def move_graph_to_device(gm: fx.GraphModule, device: torch.device) -> None:
     """Weights, constants, the devices that ops name and the recorded fake values of ``gm``
-    move to ``device``; the tensors are new ones (shared weights elsewhere stay put)."""
+    move to ``device`` (the tensors are new ones: shared weights elsewhere stay put), and views
+    bound to the traced strides become reshapes."""
     for name, tensor in [*gm.named_parameters(), *gm.named_buffers()]:
         owner, _, leaf = name.rpartition(".")
         module = gm.get_submodule(owner) if owner else gm
@@ -286,6 +290,11 @@ def move_graph_to_device(gm: fx.GraphModule, device: torch.device) -> None:
         if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
             setattr(gm, attr, value.to(device))  # constants lifted as plain attributes
     for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target in _STRIDE_BOUND_VIEWS:
+            # a view was chosen for the strides the program was traced with; another device's
+            # kernels may lay values out differently (attention on CUDA does), and a reshape
+            # is the same view where the strides allow it and a copy where they do not
+            node.target = torch.ops.aten.reshape.default
         if "device" in node.kwargs:
             node.kwargs = {**node.kwargs, "device": device}
         if node.op == "call_function" and node.target is torch.ops.aten.to.device:
