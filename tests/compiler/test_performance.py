@@ -8,7 +8,13 @@ import pytest
 import torch
 
 import compiler
-from compiler.performance import PERFORMANCE, latency_ms, peak_rss_mb, percentiles, reset_peak_memory
+from compiler.performance import (
+    PERFORMANCE,
+    latency_ms,
+    peak_rss_mb,
+    percentiles,
+    reset_peak_memory,
+)
 from orchestrator.samples import tiny_program
 
 LATENCY = {f"{kind}_{p}_ms" for kind in ("eager", "compiled") for p in ("p50", "p90", "p99")}
