@@ -308,8 +308,9 @@ class Job(Base):
     model: Mapped[Model] = relationship(lazy="joined", innerjoin=True)
     spec: Mapped[CompileSpecRow] = relationship()
     artifact: Mapped[Artifact | None] = relationship(foreign_keys=[artifact_id], post_update=True)
-    validation_data: Mapped[DataFile | None] = relationship(foreign_keys=[validation_data_id])
-    calibration_data: Mapped[DataFile | None] = relationship(foreign_keys=[calibration_data_id])
+    # joined: every JobInfo names its data files' hashes, and a job has at most one of each
+    validation_data: Mapped[DataFile | None] = relationship(foreign_keys=[validation_data_id], lazy="joined")
+    calibration_data: Mapped[DataFile | None] = relationship(foreign_keys=[calibration_data_id], lazy="joined")
     validation_results: Mapped[list[ValidationResult]] = relationship(
         back_populates="job", order_by="ValidationResult.output_name"
     )

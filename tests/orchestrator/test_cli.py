@@ -186,6 +186,12 @@ def test_submit_with_data_files_records_them_on_the_job(farm, tiny_model, tmp_pa
                  "--calibration-data", str(calibration), "--json")
     assert result.exit_code == 0, result.output
     (job,) = json.loads(result.stdout)["jobs"]
+    import hashlib
+
+    assert job["validation_data_sha256"] == hashlib.sha256(validation.read_bytes()).hexdigest()
+    assert job["calibration_data_sha256"] == hashlib.sha256(calibration.read_bytes()).hexdigest()
+    shown = run(farm, "status", job["id"])
+    assert "validation data" in shown.stdout and job["validation_data_sha256"][:12] in shown.stdout
     with farm.session() as session:
         row = session.get(m.Job, job["id"])
         assert row.validation_data.format == "npz" and row.calibration_data.format == "safetensors"
