@@ -30,12 +30,13 @@ from compiler.frontend import (
 )
 from compiler.lowering import LoweringSettings, lower
 from compiler.partitioning import PartitionPlan, RegistryOperatorSupport, partition
+from compiler.performance import reset_peak_memory
 from compiler.report import CompileReport
 from compiler.runtime.engine_op import EXECUTE_ENGINE, acquire_engine, release_engine
 from compiler.runtime.module import CompiledModule, random_tensor
 from compiler.runtime.shapes import ShapeExpressionError, dim_to_expr, eval_expr, expr_text
 from compiler.spec import CompileSpec
-from compiler.validation import check_gate, gate_failures, sample_inputs
+from compiler.validation import check_gate, gate_failures, performance_results, sample_inputs
 from compiler.validation import validate as validate_compiled
 
 ModelLike = torch.export.ExportedProgram | torch.nn.Module | str | Path
@@ -81,8 +82,12 @@ def compile(
     ``validation_data``, else on inputs generated within the spec's ranges. With ``validate``,
     the engine is compared with the program and must pass the spec precision's gate, or
     AccuracyGateError is raised with the results; a failing int8 engine is first rebuilt with
-    its most damaging nodes kept in fp32, up to ``quantization.max_retries`` times."""
+    its most damaging nodes kept in fp32, up to ``quantization.max_retries`` times. The results
+    end with the ``(performance)`` rows: latency of eager and compiled, speedup, and the peak
+    memory of this compile (``compiler.performance``)."""
     spec = spec or CompileSpec()
+    if validate:
+        reset_peak_memory(spec.device)  # the peak recorded is this compile's
     phase = _Phases(progress)
     with phase("frontend"):
         backend = get_backend(spec.backend)
@@ -117,7 +122,7 @@ def _gate(
     retries = spec.quantization.max_retries if _keeps_fp32(spec, backend) else 0
     for attempt in range(retries + 1):
         with phase("validation"):
-            results = validate_compiled(compiled, program, compiled.spec, data=validation)
+            results = validate_compiled(compiled, program, compiled.spec, data=validation, performance=False)
         compiled.report.validation = [r.to_dict() for r in results]
         if not gate_failures(results) or attempt == retries:
             break
@@ -136,6 +141,11 @@ def _gate(
         quantization = compiled.spec.quantization.model_copy(update={"keep_fp32": kept + fresh})
         retry = spec.model_copy(update={"quantization": quantization})
         compiled = _compile_program(program, signature, retry, backend, phase, calibration, attempt + 1 < retries)
+    with phase("validation"):
+        # timed once, on the engine that is kept: on the first input set validation used
+        first = validation[0][0] if validation else sample_inputs(signature, 1, 0)[0]
+        results += performance_results(compiled, program, first, compiled.spec)
+    compiled.report.validation = [r.to_dict() for r in results]
     # timings add up every attempt's phases, validation included
     compiled.report.timings = dict(phase.timings)
     check_gate(results, compiled)
