@@ -469,20 +469,34 @@ def list_jobs(
     state: JobState | str | None = None,
     arch: str | None = None,
     model: str | None = None,
+    target: tuple[str, str | None] | None = None,
+    backend: str | None = None,
+    submitted_by: str | None = None,
     limit: int | None = 50,
+    offset: int = 0,
 ) -> Sequence[Job]:
-    """Jobs matching every given filter, newest first (``orchestrate jobs``)."""
+    """Jobs matching every given filter, newest first (``orchestrate jobs``). ``target`` is an
+    exact (arch, device class) pair: ``("x86_64", None)`` is the portable target only."""
     stmt = select(Job)
     if state is not None:
         stmt = stmt.where(Job.state == JobState(state))
     if arch is not None:
         stmt = stmt.where(Job.arch == arch)
+    if target is not None:
+        stmt = stmt.where(Job.arch == target[0])
+        stmt = stmt.where(Job.device_class.is_(None) if target[1] is None else Job.device_class == target[1])
+    if backend is not None:
+        stmt = stmt.where(Job.backend == backend)
+    if submitted_by is not None:
+        stmt = stmt.where(Job.submitted_by == submitted_by)
     if model is not None:
         model_ids = model_ids_matching(session, model)
         if not model_ids:
             return []
         stmt = stmt.where(_one_of(Job.model_id, model_ids))
     stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc())
+    if offset:
+        stmt = stmt.offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
     return session.scalars(stmt).unique().all()

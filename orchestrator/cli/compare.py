@@ -16,7 +16,7 @@ def _figure(value: float | None, spec: str) -> str:
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
 @json_option
 def compare_command(model: str, limit: int, as_json: bool) -> None:
-    """Every artifact of MODEL across targets and precisions: size, gate, accuracy."""
+    """Every artifact of MODEL across targets and precisions: size, gate, accuracy, speed."""
     from orchestrator.compare import compare
 
     rows = compare(state().farm_api(), model, limit=limit)
@@ -29,7 +29,7 @@ def compare_command(model: str, limit: int, as_json: bool) -> None:
     gate_styles = {"accepted": "green", "rejected": "red"}
     table(
         f"{len(rows)} artifact(s) of {model}",
-        ["artifact", "target", "backend", "precision", "size", "gate", "engines", "fallback ops", "min cosine", "min SNR dB", "max |err|"],
+        ["artifact", "target", "backend", "precision", "size", "gate", "engines", "fallback ops", "min cosine", "min SNR dB", "max |err|", "p50 ms", "speedup"],
         [
             (
                 short(r.artifact_id),
@@ -43,6 +43,8 @@ def compare_command(model: str, limit: int, as_json: bool) -> None:
                 _figure(r.min_cosine, ".6f"),
                 _figure(r.min_snr_db, ".1f"),
                 _figure(r.max_abs_error, ".3g"),
+                _figure(r.compiled_p50_ms, ".3g"),
+                "-" if r.speedup is None else f"{r.speedup:.2f}x",
             )
             for r in rows
         ],
