@@ -64,9 +64,10 @@ SECURITY_HEADERS = {
 class LoginRequired(Exception):
     """No valid token: answer with the login form (401)."""
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, forget_cookie: bool = False) -> None:
         super().__init__(message or "")
         self.message = message
+        self.forget_cookie = forget_cookie
 
 
 class SetTokenCookie(Exception):
@@ -198,24 +199,26 @@ def create_dashboard(farm: Farm, rate_limiter: RateLimiter, token_cache: TokenCa
             return await caller_for_secret(request, secret)
         except ApiError as exc:
             if exc.status == 401:
-                raise LoginRequired("your token is no longer valid; sign in again") from None
+                raise LoginRequired("your token is no longer valid; sign in again", forget_cookie=True) from None
             raise
 
     def login_page(request: Request, message: str | None, status: int, next_url: str) -> HTMLResponse:
-        response = page(request, "login.html", {"message": message, "next_url": _safe_next(next_url)}, status)
-        if status == 401 and request.cookies.get(COOKIE):
-            response.delete_cookie(COOKIE, path=PREFIX)
-        return response
+        return page(request, "login.html", {"message": message, "next_url": _safe_next(next_url)}, status)
 
     def error_page(request: Request, status: int, kind: str, message: str) -> HTMLResponse:
         return page(request, "error.html", {"status": status, "kind": kind, "message": message}, status)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        response: Response
         if request.url.path.endswith("/rows"):
             # A table's refresh: the script stops and offers to sign in again.
-            return Response(status_code=401, headers=SECURITY_HEADERS)
-        return login_page(request, exc.message, 401, _without_token(request))
+            response = Response(status_code=401, headers=SECURITY_HEADERS)
+        else:
+            response = login_page(request, exc.message, 401, _without_token(request))
+        if exc.forget_cookie:
+            response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
+        return response
 
     @app.exception_handler(SetTokenCookie)
     async def _set_cookie(request: Request, exc: SetTokenCookie) -> Response:

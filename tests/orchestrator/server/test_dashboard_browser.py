@@ -28,6 +28,8 @@ from tests.orchestrator.server.dashboard_farm import BUILDS, HOSTILE, MODEL, See
 
 CHROMIUM = os.environ.get("ORCHESTRATE_CHROMIUM") or shutil.which("chromium")
 CHROMEDRIVER = os.environ.get("ORCHESTRATE_CHROMEDRIVER") or shutil.which("chromedriver")
+# Read at import: the suite's fixtures clear ORCHESTRATE_* variables around every test.
+SCREENSHOT_DIR = os.environ.get("ORCHESTRATE_SCREENSHOT_DIR")
 
 pytestmark = [
     pytest.mark.browser,
@@ -97,7 +99,7 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dash]:
     farm = Farm(embedded_settings(home, api_rate_limit=0, api_token_cache_seconds=0))
     seeded = seed(farm)
     reader = tokens.create_token(farm, "rita", "read").secret
-    shots = Path(os.environ.get("ORCHESTRATE_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    shots = Path(SCREENSHOT_DIR or tmp_path_factory.mktemp("screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
