@@ -293,6 +293,15 @@ class Artifact(Base):
         # first: equality on (model_id, arch) then an ordered walk, so the remaining filters
         # only look at one model's builds for one architecture.
         Index("ix_artifacts_model_id_arch_created_at", "model_id", "arch", "created_at"),
+        # A model's builds newest first, whatever their target (the dashboard's model page,
+        # `compare`, `artifacts list --model M`): an ordered walk, so a page reads one page.
+        Index("ix_artifacts_model_id_created_at_id", "model_id", "created_at", "id"),
+        # A model's builds counted per (target, backend, precision) with their gates and the
+        # newest time, from the index alone (services.artifact_groups).
+        Index(
+            "ix_artifacts_model_id_groups",
+            "model_id", "arch", "device_class", "backend", "precision", "gate", "created_at",
+        ),
         # `artifacts list --arch A` across models, and the unfiltered newest-first listing.
         Index("ix_artifacts_arch_created_at", "arch", "created_at"),
         Index("ix_artifacts_created_at", "created_at"),
