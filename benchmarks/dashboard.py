@@ -127,9 +127,10 @@ def fill(farm: Farm, artifacts: int, noise: int, seed: int) -> int:
             connection.execute(insert(Artifact), arts)
             connection.execute(insert(ValidationResult), rows)
         results += len(rows)
-    with engine.begin() as connection:
-        # Planner statistics, as autovacuum (PostgreSQL) or `PRAGMA optimize` (SQLite) keep them.
-        connection.exec_driver_sql("ANALYZE")
+    # Planner statistics and (PostgreSQL) the visibility map that index-only scans need, as
+    # autovacuum or `PRAGMA optimize` keep them on a farm that has been running a while.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
     return results
 
 

@@ -291,8 +291,9 @@ class Artifact(Base):
     __table_args__ = (
         # `artifacts list --model M --arch A [--device-class/--backend/--precision]`, newest
         # first: equality on (model_id, arch) then an ordered walk, so the remaining filters
-        # only look at one model's builds for one architecture.
-        Index("ix_artifacts_model_id_arch_created_at", "model_id", "arch", "created_at"),
+        # only look at one model's builds for one architecture. The id completes the order
+        # (created_at, id), so the planner prefers it to the model-wide index below.
+        Index("ix_artifacts_model_id_arch_created_at_id", "model_id", "arch", "created_at", "id"),
         # A model's builds newest first, whatever their target (the dashboard's model page,
         # `compare`, `artifacts list --model M`): an ordered walk, so a page reads one page.
         Index("ix_artifacts_model_id_created_at_id", "model_id", "created_at", "id"),
