@@ -320,10 +320,7 @@ def create_dashboard(farm: Farm, rate_limiter: RateLimiter, token_cache: TokenCa
             "page_number": page_number,
             "more": more,
             "query": urlencode(given),
-            "phases": sorted(
-                {phase for job in jobs for phase in job.phase_timings},
-                key=lambda p: (p not in plots.KNOWN_PHASES, plots.KNOWN_PHASES.index(p) if p in plots.KNOWN_PHASES else 0, p),
-            ),
+            "phases": sorted({phase for job in jobs for phase in job.phase_timings}, key=plots.phase_order),
         }
 
     @app.get("/jobs", response_class=HTMLResponse)

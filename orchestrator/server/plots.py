@@ -18,6 +18,12 @@ KNOWN_PHASES = (
 PALETTE_SIZE = 10
 
 
+def phase_order(phase: str) -> tuple[int, str]:
+    """Sort key: the known phases in build order, then the others by name."""
+    known = KNOWN_PHASES.index(phase) if phase in KNOWN_PHASES else len(KNOWN_PHASES)
+    return known, phase
+
+
 def phase_class(phase: str) -> str:
     if phase in KNOWN_PHASES:
         return f"phase-{KNOWN_PHASES.index(phase)}"

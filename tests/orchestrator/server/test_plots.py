@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.server.plots import KNOWN_PHASES, bar_chart, phase_class, timeline, timeline_scale
+from orchestrator.server.plots import (
+    KNOWN_PHASES,
+    bar_chart,
+    phase_class,
+    phase_order,
+    timeline,
+    timeline_scale,
+)
 
 
 def test_timeline_lays_phases_end_to_end_on_a_shared_scale() -> None:
@@ -23,6 +30,7 @@ def test_a_tiny_or_negative_phase_is_still_a_pixel_and_unknown_phases_get_a_stab
     assert timeline({}, timeline_scale([{}]), 100) == []
     assert phase_class("fetch") == "phase-0" and len(set(map(phase_class, KNOWN_PHASES))) == len(KNOWN_PHASES)
     assert phase_class("a-new-phase") == phase_class("a-new-phase")
+    assert sorted(["zeta", "validate", "alpha", "fetch"], key=phase_order) == ["fetch", "validate", "alpha", "zeta"]
 
 
 def test_bar_chart_scales_to_the_largest_value_and_marks_lines_without_any() -> None:
