@@ -331,8 +331,18 @@ class Artifact(Base):
     __table_args__ = (
         # `artifacts list --model M --arch A [--device-class/--backend/--precision]`, newest
         # first: equality on (model_id, arch) then an ordered walk, so the remaining filters
-        # only look at one model's builds for one architecture.
-        Index("ix_artifacts_model_id_arch_created_at", "model_id", "arch", "created_at"),
+        # only look at one model's builds for one architecture. The id completes the order
+        # (created_at, id), so the planner prefers it to the model-wide index below.
+        Index("ix_artifacts_model_id_arch_created_at_id", "model_id", "arch", "created_at", "id"),
+        # A model's builds newest first, whatever their target (the dashboard's model page,
+        # `compare`, `artifacts list --model M`): an ordered walk, so a page reads one page.
+        Index("ix_artifacts_model_id_created_at_id", "model_id", "created_at", "id"),
+        # A model's builds counted per (target, backend, precision) with their gates and the
+        # newest time, from the index alone (services.artifact_groups).
+        Index(
+            "ix_artifacts_model_id_groups",
+            "model_id", "arch", "device_class", "backend", "precision", "gate", "created_at",
+        ),
         # `artifacts list --arch A` across models, and the unfiltered newest-first listing.
         Index("ix_artifacts_arch_created_at", "arch", "created_at"),
         Index("ix_artifacts_created_at", "created_at"),
@@ -509,20 +519,34 @@ def list_jobs(
     state: JobState | str | None = None,
     arch: str | None = None,
     model: str | None = None,
+    target: tuple[str, str | None] | None = None,
+    backend: str | None = None,
+    submitted_by: str | None = None,
     limit: int | None = 50,
+    offset: int = 0,
 ) -> Sequence[Job]:
-    """Jobs matching every given filter, newest first (``orchestrate jobs``)."""
+    """Jobs matching every given filter, newest first (``orchestrate jobs``). ``target`` is an
+    exact (arch, device class) pair: ``("x86_64", None)`` is the portable target only."""
     stmt = select(Job)
     if state is not None:
         stmt = stmt.where(Job.state == JobState(state))
     if arch is not None:
         stmt = stmt.where(Job.arch == arch)
+    if target is not None:
+        stmt = stmt.where(Job.arch == target[0])
+        stmt = stmt.where(Job.device_class.is_(None) if target[1] is None else Job.device_class == target[1])
+    if backend is not None:
+        stmt = stmt.where(Job.backend == backend)
+    if submitted_by is not None:
+        stmt = stmt.where(Job.submitted_by == submitted_by)
     if model is not None:
         model_ids = model_ids_matching(session, model)
         if not model_ids:
             return []
         stmt = stmt.where(_one_of(Job.model_id, model_ids))
     stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc())
+    if offset:
+        stmt = stmt.offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
     return session.scalars(stmt).unique().all()

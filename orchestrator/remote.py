@@ -34,6 +34,7 @@ from orchestrator.settings import redact
 
 if TYPE_CHECKING:
     from compiler.identity import DeviceIdentity
+    from orchestrator.compare import ModelComparison
     from orchestrator.fleet import WorkerStatus
 
 API_URL_ENV = "ORCHESTRATE_API_URL"
@@ -240,6 +241,12 @@ class RemoteFarm:
         except OSError as exc:
             raise InvalidRequestError(f"cannot write {target}: {exc.strerror or exc}") from None
 
+    def compare(self, model: str, *, limit: int = 50, offset: int = 0) -> ModelComparison:
+        from orchestrator.compare import ModelComparison
+
+        data = self._call("GET", f"/compare/{_segment(model)}", params={"limit": limit, "offset": offset})
+        return ModelComparison.from_dict(data)
+
     def list_workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
         data = self._call("GET", "/workers", params={"include_offline": include_offline})
         return [WorkerInfo(**worker) for worker in data["workers"]]
@@ -344,6 +351,11 @@ class DirectFarm:
 
     def download_artifact(self, ref: str, dest: str | Path, **options: Any) -> Path:
         return services.download_artifact(self.farm, ref, dest, **options)
+
+    def compare(self, model: str, *, limit: int = 50, offset: int = 0) -> ModelComparison:
+        from orchestrator.compare import model_comparison
+
+        return model_comparison(self.farm, model, limit=limit, offset=offset)
 
     def list_workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
         return services.list_workers(self.farm, include_offline=include_offline)

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import case, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import OperationalError as DBOperationalError
 from sqlalchemy.exc import ProgrammingError as DBProgrammingError
@@ -813,17 +813,43 @@ def list_jobs(
     state: str | None = None,
     arch: str | None = None,
     model: str | None = None,
+    target: str | None = None,
+    backend: str | None = None,
+    submitted_by: str | None = None,
     limit: int = 50,
+    offset: int = 0,
 ) -> list[JobInfo]:
+    """Jobs matching every filter, newest first. ``target`` is one target exactly, as jobs show
+    it (``x86_64``, ``aarch64/orin``); ``arch`` is every target of that architecture."""
     try:
         state_value = m.JobState(state) if state else None
     except ValueError:
         choices = ", ".join(s.value for s in m.JobState)
         raise InvalidRequestError(f"unknown state {state!r}: use one of {choices}") from None
     arch_value = _arch_filter(arch)
+    target_value = parse_target_label(target) if target else None
     with farm.session() as session:
-        rows = m.list_jobs(session, state=state_value, arch=arch_value, model=model, limit=limit)
+        rows = m.list_jobs(
+            session,
+            state=state_value,
+            arch=arch_value,
+            model=model,
+            target=None if target_value is None else (target_value.arch, target_value.device_class),
+            backend=backend,
+            submitted_by=submitted_by,
+            limit=limit,
+            offset=offset,
+        )
         return [JobInfo.of(job) for job in rows]
+
+
+def parse_target_label(label: str) -> Target:
+    """A target as listings show it (``aarch64/orin``; ``aarch64.orin`` works too)."""
+    arch, _, device_class = label.strip().replace(".", "/").partition("/")
+    try:
+        return Target.parse(arch, device_class or None)
+    except RoutingError as exc:
+        raise InvalidRequestError(f"target {label!r}: {exc}") from None
 
 
 def _arch_filter(arch: str | None) -> str | None:
@@ -849,16 +875,19 @@ def list_artifacts(
     precision: str | None = None,
     limit: int = 50,
     runs_on: DeviceIdentity | None = None,
+    offset: int = 0,
 ) -> list[ArtifactInfo]:
     """Artifacts matching every filter, newest first; with ``runs_on``, only those whose
-    engines can run on that machine (``artifacts list --runs-here``)."""
+    engines can run on that machine (``artifacts list --runs-here``). ``offset`` skips that many
+    matching rows (without ``runs_on`` only)."""
+    if offset and runs_on is not None:
+        raise InvalidRequestError("offset works without runs_on only")
     arch_value = _arch_filter(arch)
     found: list[ArtifactInfo] = []
     with farm.session() as session:
         # Compatibility is decided per row in Python, so keep reading pages until ``limit``
         # rows pass (portable engines run on every architecture: no SQL filter says it).
         page = limit if runs_on is None else max(limit, RUNS_ON_PAGE)
-        offset = 0
         while len(found) < limit:
             rows = m.list_artifacts(
                 session,
@@ -881,6 +910,16 @@ def list_artifacts(
 def get_artifact(farm: Farm, ref: str) -> ArtifactInfo:
     with farm.session() as session:
         return ArtifactInfo.of(_resolve_artifact(session, ref))
+
+
+def artifacts_by_id(farm: Farm, artifact_ids: Sequence[str]) -> list[ArtifactInfo]:
+    """The artifacts with these exact ids, in the order given (unknown ids are left out)."""
+    if not artifact_ids:
+        return []
+    with farm.session() as session:
+        stmt = select(m.Artifact).where(m.Artifact.id.in_(list(artifact_ids)))
+        rows = {row.id: ArtifactInfo.of(row) for row in session.scalars(stmt).unique()}
+    return [rows[i] for i in artifact_ids if i in rows]
 
 
 def job_artifact(farm: Farm, job_ref: str) -> ArtifactInfo | None:
@@ -1046,6 +1085,98 @@ def results(farm: Farm, ref: str) -> list[ValidationInfo]:
             return []
         # A cached job has no rows of its own: its evidence is the artifact's.
         return [ValidationInfo.of(row) for row in job.artifact.validation_results]
+
+
+def results_of_artifacts(farm: Farm, artifact_ids: Sequence[str]) -> dict[str, list[ValidationInfo]]:
+    """The validation results of many artifacts (by exact id) in one query per
+    ``RESULTS_BATCH`` ids: ``{artifact_id: [results]}``, every id present."""
+    found: dict[str, list[ValidationInfo]] = {artifact_id: [] for artifact_id in artifact_ids}
+    ids = list(found)
+    with farm.session() as session:
+        for start in range(0, len(ids), RESULTS_BATCH):
+            batch = ids[start : start + RESULTS_BATCH]
+            stmt = (
+                select(m.ValidationResult)
+                .where(m.ValidationResult.artifact_id.in_(batch))
+                .order_by(m.ValidationResult.artifact_id, m.ValidationResult.created_at, m.ValidationResult.id)
+            )
+            for row in session.scalars(stmt):
+                found[row.artifact_id].append(ValidationInfo.of(row))
+    return found
+
+
+#: Ids per ``IN (...)`` list: well under SQLite's 32,766 bound parameters.
+RESULTS_BATCH = 500
+
+
+@dataclass(frozen=True)
+class ArtifactGroup:
+    """A model's artifacts of one (target, backend, precision): how many, their gate verdicts,
+    and the newest one."""
+
+    arch: str
+    device_class: str | None
+    target: str
+    backend: str
+    precision: str
+    count: int
+    accepted: int
+    rejected: int
+    newest_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def artifact_groups(farm: Farm, model: str) -> list[ArtifactGroup]:
+    """Every (target, backend, precision) ``model`` has artifacts for, by target, backend,
+    precision: counted in the database from one index (migration 0005) in two queries, however
+    many artifacts there are."""
+    a = m.Artifact
+    keys = (a.arch, a.device_class, a.backend, a.precision)
+    with farm.session() as session:
+        ids = m.model_ids_matching(session, model)
+        if not ids:
+            return []
+        counts = session.execute(
+            select(
+                *keys,
+                func.count(),
+                func.count(case((a.gate == "accepted", 1))),
+                func.count(case((a.gate == "rejected", 1))),
+                func.max(a.created_at),
+            )
+            .where(a.model_id.in_(ids))
+            .group_by(*keys)
+        ).all()
+        # The newest of each group: the rows at one of the groups' newest times (a window
+        # function would rank every row; this reads a handful), kept where the time is their
+        # own group's, the highest id breaking a tie as in list_artifacts' order.
+        newest_at = {tuple(row[:4]): row[7] for row in counts}
+        newest: dict[tuple[Any, ...], str] = {}
+        candidates = session.execute(
+            select(*keys, a.created_at, a.id)
+            .where(a.model_id.in_(ids), a.created_at.in_(sorted(set(newest_at.values()))))
+        ).all()
+        for *key, created_at, artifact_id in candidates:
+            group = tuple(key)
+            if newest_at.get(group) == created_at and artifact_id > newest.get(group, ""):
+                newest[group] = artifact_id
+    groups = [
+        ArtifactGroup(
+            arch=arch,
+            device_class=device_class,
+            target=Target(arch, device_class).label,
+            backend=backend,
+            precision=precision,
+            count=int(count),
+            accepted=int(accepted),
+            rejected=int(rejected),
+            newest_id=newest[(arch, device_class, backend, precision)],
+        )
+        for arch, device_class, backend, precision, count, accepted, rejected, _ in counts
+    ]
+    return sorted(groups, key=lambda g: (g.target, g.backend, g.precision))
 
 
 def list_workers(farm: Farm, *, include_offline: bool = True) -> list[WorkerInfo]:

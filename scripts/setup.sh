@@ -3,6 +3,20 @@
 # Idempotent: a second run only checks that everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Headless Chromium and its driver from Debian, for the dashboard's browser tests (Selenium
+# is given both paths: nothing is downloaded at test time). Only when missing.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        SUDO=""
+        if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+        if ! apt-cache show chromium-driver >/dev/null 2>&1; then
+            $SUDO apt-get update -q
+        fi
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium chromium-driver
+    else
+        echo "setup: no apt-get here; install Chromium and chromedriver for the browser tests" >&2
+    fi
+fi
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv

@@ -6,8 +6,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
-from orchestrator.server import errors
+from orchestrator.server import dashboard, errors
 from orchestrator.server.auth import RateLimiter, TokenCache
 from orchestrator.server.routes import artifacts, jobs
 from orchestrator.server.routes import farm as farm_routes
@@ -45,6 +46,16 @@ def create_app(farm: Farm | None = None) -> FastAPI:
     errors.install(app, the_farm.settings.database_url, the_farm.settings.broker_url)
     for router in (jobs.router, artifacts.router, farm_routes.router):
         app.include_router(router, prefix=API_PREFIX)
+    # The dashboard answers with pages, not JSON: an app of its own with its own error pages.
+    app.mount(
+        dashboard.PREFIX,
+        dashboard.create_dashboard(the_farm, app.state.rate_limiter, app.state.token_cache),
+        name="dashboard",
+    )
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse(f"{dashboard.PREFIX}/jobs", status_code=303)
 
     @app.get("/healthz", tags=["farm"], summary="Liveness (no token needed)")
     def healthz() -> dict[str, bool]:

@@ -113,7 +113,12 @@ class TokenCache:
 async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthenticated()
-    secret = credentials.credentials
+    return await caller_for_secret(request, credentials.credentials)
+
+
+async def caller_for_secret(request: Request, secret: str) -> Caller:
+    """The caller whose token secret is ``secret`` (from a bearer header or the dashboard's
+    cookie), counted against its rate limit; 401 for an unknown or revoked one."""
     cache: TokenCache = request.app.state.token_cache
     key = tokens.hash_secret(secret)
     token = cache.get(key)

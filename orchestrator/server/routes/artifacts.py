@@ -104,9 +104,14 @@ def artifact_results(
 def download(request: Request, artifact_id: str, caller: Caller = Depends(reader)) -> StreamingResponse:
     """The engine package, streamed; its sha256 is in the ``X-Orchestrate-SHA256`` header. A
     stored object that does not match it ends the stream early (the client sees a short read)."""
+    return stream_artifact(farm_of(request), artifact_id)
+
+
+def stream_artifact(farm: services.Farm, artifact_id: str) -> StreamingResponse:
+    """An artifact's engine package as a streamed response (the API's and the dashboard's
+    download), checked against its sha256 and size as it goes."""
     from orchestrator.store import ArtifactStoreError
 
-    farm = farm_of(request)
     artifact = services.get_artifact(farm, artifact_id)
     try:
         # The store is content-addressed: the hash names the object.

@@ -1,10 +1,10 @@
-"""``/api/v1/results``, ``/api/v1/workers`` and ``/api/v1/whoami``."""
+"""``/api/v1/results``, ``/api/v1/compare``, ``/api/v1/workers`` and ``/api/v1/whoami``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from orchestrator import services
 from orchestrator.server.auth import Caller, farm_of, reader
@@ -17,6 +17,22 @@ router = APIRouter(tags=["farm"])
 def results(request: Request, ref: str, caller: Caller = Depends(reader)) -> dict[str, list[ValidationInfo]]:
     """Either id works, as with `orchestrate results`."""
     return {"results": services.results(farm_of(request), ref)}
+
+
+@router.get("/compare/{model}", summary="A model's artifacts side by side (`orchestrate compare`)")
+def compare(
+    request: Request,
+    model: str,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=10_000_000),
+    caller: Caller = Depends(reader),
+) -> dict[str, Any]:
+    """Every (target, backend, precision) the model (a name, id or sha256) was built for, with
+    its count, gate verdicts and newest artifact, and one page of all its artifacts, newest
+    first: size, gate, accuracy, latency and speedup."""
+    from orchestrator.compare import model_comparison
+
+    return model_comparison(farm_of(request), model, limit=limit, offset=offset).to_dict()
 
 
 @router.get("/workers", summary="List workers")

@@ -142,11 +142,26 @@ def list_jobs(
     state: str | None = None,
     arch: str | None = None,
     model: str | None = None,
+    target: str | None = Query(None, description="one target exactly: `x86_64`, `aarch64/orin`"),
+    backend: str | None = None,
+    submitted_by: str | None = None,
     limit: int = Query(50, ge=1, le=10_000),
+    offset: int = Query(0, ge=0, le=10_000_000),
     caller: Caller = Depends(reader),
 ) -> dict[str, list[JobInfo]]:
     """Jobs matching every filter, newest first."""
-    return {"jobs": services.list_jobs(farm_of(request), state=state, arch=arch, model=model, limit=limit)}
+    found = services.list_jobs(
+        farm_of(request),
+        state=state,
+        arch=arch,
+        model=model,
+        target=target,
+        backend=backend,
+        submitted_by=submitted_by,
+        limit=limit,
+        offset=offset,
+    )
+    return {"jobs": found}
 
 
 @router.get("/{job_id}", summary="Show a job", response_model=JobInfo)
