@@ -37,6 +37,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     calibrates = True
     keeps_fp32 = frozenset({"int8"})
+    data_dependent_shapes = True  # ONNX Runtime allocates every output it computes
 
     # Sessions created by build(), handed to the load() that follows for the same engine object
     # (compile builds and loads each engine back to back): creating a session for a large model
