@@ -2,7 +2,9 @@
 
 First the user's choices: a node stays in PyTorch when the user kept its op
 (``torch_executed_ops``) or its submodule (``torch_executed_modules``) there, and size
-computations always do. Then the backend's form decides. For a backend that consumes ONNX, a
+computations always do, as do nodes with sizes that depend on the values (nonzero's row count)
+for a backend whose engines cannot return such outputs (``Backend.data_dependent_shapes``).
+Then the backend's form decides. For a backend that consumes ONNX, a
 node is supported when a converter exists for its exact overload, that converter's validator
 accepts the node, the converter handles dynamic shapes if the node has any, and every ONNX op it
 may emit is supported by the backend. A backend that consumes FX graphs is asked about the node

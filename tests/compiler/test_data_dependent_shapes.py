@@ -128,3 +128,20 @@ def test_backends_without_an_output_allocator_leave_data_dependent_nodes_in_pyto
         assert report.fallback_reasons.get(op) == reason, (op, report.fallback_reasons)
     # the rest of the program is still accelerated
     assert any(p["accelerated"] for p in report.partitions)
+
+
+def test_bound_run_lets_onnx_runtime_allocate_outputs_of_data_dependent_size() -> None:
+    # the CUDA path binds inputs and outputs on the device (IOBinding); the same code on the
+    # CPU checks the output allocator without a GPU: known sizes preallocated, the rest handed
+    # over from ONNX Runtime through DLPack
+    compiled = compiler.compile(_select_program())
+    (meta, _), = compiled.engines.values()
+    runner = compiler.runtime.engine_op.get_engine(meta.engine_id)
+    eager = _select_program().module()
+    for batch in (3, 20):
+        x, mask = torch.randn(batch, 6), torch.rand(batch, 6) < 0.5
+        inputs = [{"x": x, "mask": mask}[m.name] for m in meta.inputs]
+        direct = runner.run(inputs)
+        bound = runner._run_bound(inputs, torch.device("cpu"))  # type: ignore[attr-defined]
+        _assert_same(tuple(bound), tuple(direct))
+        assert sorted(t.shape[0] for t in bound) == sorted(t.shape[0] for t in eager(x, mask))
