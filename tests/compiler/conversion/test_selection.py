@@ -11,6 +11,7 @@ from compiler.conversion import REGISTRY
 from compiler.lowering import LoweringSettings, lower
 from tests.compiler.conversion.harness import Fn, OpCase, check_case
 
+torch.manual_seed(0)
 R = torch.randn
 aten = torch.ops.aten
 BATCH = {0: (1, 8)}
