@@ -7,7 +7,7 @@ import hashlib
 import operator
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import onnx_ir as ir
 import torch
 from torch import fx
+from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 
 from compiler.backends import Backend, Calibration, EngineMeta, FxPartition, TensorMeta, get_backend
 from compiler.conversion import REGISTRY, ConversionError, convert_graph
@@ -324,6 +325,7 @@ def _partition(gm: fx.GraphModule, spec: CompileSpec, backend: Backend) -> Parti
         spec.partitioning.torch_executed_ops,
         dtype_supported=lambda dtype: backend.supports_dtype(dtype, spec),
         node_check=None if onnx else (lambda node: backend.node_unsupported_reason(node, spec)),
+        data_dependent_shapes=backend.data_dependent_shapes,
     )
     return partition(gm, support, spec.partitioning)
 
@@ -438,7 +440,13 @@ def _build_partition(
                 if isinstance(size, torch.SymInt) and size.node.expr.is_Symbol:
                     symbols.setdefault(str(size.node.expr), (index, dim))
         output_dims = [[dim_to_expr(d) for d in fake_of(n).shape] for n in out_nodes]
-        _check_symbols(output_dims, symbols, name)
+        # sizes the engine computes from the values (nonzero's row count): the runtime learns
+        # them from the outputs the engine returns
+        data_dependent = sorted(
+            {str(s) for n in out_nodes for d in fake_of(n).shape if isinstance(d, torch.SymInt) for s in free_unbacked_symbols(d)}
+            - set(symbols)
+        )
+        _check_symbols(output_dims, {*symbols, *data_dependent}, name)
     with phase("build"):
         prefix = f"{name}/"
         keep = tuple(k.removeprefix(prefix) for k in spec.quantization.keep_fp32 if k.startswith(prefix))
@@ -464,7 +472,13 @@ def _build_partition(
             inputs=inputs,
             outputs=outputs,
             device=spec.device,
-            extra={**extra, "symbols": symbols, "output_dims": output_dims, "partition": name},
+            extra={
+                **extra,
+                "symbols": symbols,
+                "output_dims": output_dims,
+                "data_dependent": data_dependent,
+                "partition": name,
+            },
         )
         acquire_engine(meta, lambda: backend.load(engine, meta))
     with phase("runtime"):
@@ -580,7 +594,7 @@ def _drop_unused_attributes(gm: fx.GraphModule) -> None:
             delattr(module, leaf)
 
 
-def _check_symbols(output_dims: list[list[Any]], symbols: dict[str, tuple[int, int]], name: str) -> None:
+def _check_symbols(output_dims: list[list[Any]], symbols: Collection[str], name: str) -> None:
     def walk(expr: Any) -> Iterator[str]:
         if isinstance(expr, list):
             if expr[0] == "sym":

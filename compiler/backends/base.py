@@ -154,6 +154,10 @@ class Backend(ABC):
     #: precisions whose engines can keep named nodes in fp32 and rank nodes by the error they
     #: add (``node_sensitivity`` in the engine metadata): the accuracy gate's retries use it
     keeps_fp32: ClassVar[frozenset[str]] = frozenset()
+    #: whether engines may return outputs whose size depends on the values (nonzero, x[mask],
+    #: unique): the runner then allocates such outputs from what the engine returns. Nodes whose
+    #: shapes hold such sizes stay in PyTorch for backends that cannot.
+    data_dependent_shapes: ClassVar[bool] = False
 
     @abstractmethod
     def available(self) -> bool:

@@ -11,7 +11,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     calibrates = True
     keeps_fp32 = frozenset({"int8"})
+    data_dependent_shapes = True  # ONNX Runtime allocates every output it computes
 
     # Sessions created by build(), handed to the load() that follows for the same engine object
     # (compile builds and loads each engine back to back): creating a session for a large model
@@ -187,30 +188,52 @@ class OnnxRuntimeRunner(EngineRunner):
 
     def _run_cuda(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         device = torch.device(self.meta.device)
+        # ORT runs on its own CUDA stream: make PyTorch's pending writes to the inputs visible.
+        torch.cuda.current_stream(device).synchronize()
+        return self._run_bound(inputs, device)
+
+    def _run_bound(self, inputs: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+        """One run with inputs and outputs bound on ``device``. Outputs of sizes known from the
+        input shapes are allocated here; those whose size depends on the values (nonzero,
+        x[mask]) are allocated by ONNX Runtime once it knows it, and handed over through DLPack
+        without a copy: the output allocator."""
         tensors = [
             t.to(device=device, dtype=m.torch_dtype).contiguous()
             for t, m in zip(inputs, self.meta.inputs, strict=True)
         ]
-        # ORT runs on its own CUDA stream: make PyTorch's pending writes to the inputs visible.
-        torch.cuda.current_stream(device).synchronize()
+        shapes = self._output_shapes(tensors)
         outputs = [
-            torch.empty(shape, dtype=m.torch_dtype, device=device)
-            for shape, m in zip(self._output_shapes(tensors), self.meta.outputs, strict=True)
+            None if shape is None else torch.empty(shape, dtype=m.torch_dtype, device=device)
+            for shape, m in zip(shapes, self.meta.outputs, strict=True)
         ]
         binding = self.session.io_binding()
-        index = device.index or 0
+        kind, index = device.type, device.index or 0
         for name, tensor, m in zip(self._input_names, tensors, self.meta.inputs, strict=True):
-            binding.bind_input(name, "cuda", index, _NUMPY_OF[m.dtype], list(tensor.shape), tensor.data_ptr())
-        for name, tensor, m in zip(self._output_names, outputs, self.meta.outputs, strict=True):
-            binding.bind_output(name, "cuda", index, _NUMPY_OF[m.dtype], list(tensor.shape), tensor.data_ptr())
+            binding.bind_input(name, kind, index, _NUMPY_OF[m.dtype], list(tensor.shape), tensor.data_ptr())
+        for name, out, m in zip(self._output_names, outputs, self.meta.outputs, strict=True):
+            if out is None:
+                binding.bind_output(name, kind, index)
+            else:
+                binding.bind_output(name, kind, index, _NUMPY_OF[m.dtype], list(out.shape), out.data_ptr())
         self.session.run_with_iobinding(binding)  # returns once the outputs are written
-        return outputs
+        if all(out is not None for out in outputs):
+            return cast(list[torch.Tensor], outputs)
+        returned = binding.get_outputs()
+        return [torch.from_dlpack(returned[i]) if out is None else out for i, out in enumerate(outputs)]
 
-    def _output_shapes(self, inputs: Sequence[torch.Tensor]) -> list[list[int]]:
+    def _output_shapes(self, inputs: Sequence[torch.Tensor]) -> list[list[int] | None]:
+        """Each output's shape from the input shapes; None for one whose size depends on the
+        values."""
         from compiler.runtime.shapes import eval_expr
 
-        env = {name: int(inputs[i].shape[d]) for name, (i, d) in self.meta.extra["symbols"].items()}
-        return [[int(eval_expr(e, env)) for e in dims] for dims in self.meta.extra["output_dims"]]
+        env: dict[str, int] = {name: int(inputs[i].shape[d]) for name, (i, d) in self.meta.extra["symbols"].items()}
+        shapes: list[list[int] | None] = []
+        for dims in self.meta.extra["output_dims"]:
+            try:
+                shapes.append([int(eval_expr(e, env)) for e in dims])
+            except KeyError:  # a data-dependent symbol (meta.extra["data_dependent"])
+                shapes.append(None)
+        return shapes
 
 
 def _quantize_int8_static(onnx_model: bytes, calibration: Calibration) -> tuple[bytes, dict[str, Any]]:

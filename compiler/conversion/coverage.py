@@ -35,9 +35,6 @@ NOT_CONVERTED: dict[str, str] = {
     "operator.truediv": (
         "symbolic float: stays in PyTorch (engines take tensors; integer sizes are rebuilt from input shapes)"
     ),
-    "torch.ops.aten.nonzero.default": (
-        "data-dependent output shape: needs an output allocator in the runtime (not built yet)"
-    ),
     "torch.ops.aten._scaled_dot_product_flash_attention.default": (
         "CUDA-only kernel with no eager reference on our CPU test machines; a CPU export emits "
         "_scaled_dot_product_flash_attention_for_cpu, which converts"

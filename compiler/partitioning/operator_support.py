@@ -2,7 +2,9 @@
 
 First the user's choices: a node stays in PyTorch when the user kept its op
 (``torch_executed_ops``) or its submodule (``torch_executed_modules``) there, and size
-computations always do. Then the backend's form decides. For a backend that consumes ONNX, a
+computations always do, as do nodes with sizes that depend on the values (nonzero's row count)
+for a backend whose engines cannot return such outputs (``Backend.data_dependent_shapes``).
+Then the backend's form decides. For a backend that consumes ONNX, a
 node is supported when a converter exists for its exact overload, that converter's validator
 accepts the node, the converter handles dynamic shapes if the node has any, and every ONNX op it
 may emit is supported by the backend. A backend that consumes FX graphs is asked about the node
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import fx
+from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 from torch.fx.passes.operator_support import OperatorSupportBase
 
 from compiler.conversion.context import fake_of
@@ -32,6 +35,20 @@ def op_name(target: object) -> str:
     name = getattr(target, "__name__", str(target))
     module = getattr(target, "__module__", "")
     return f"{module}.{name}" if module else name
+
+
+def has_data_dependent_dims(node: fx.Node) -> bool:
+    """Whether ``node``'s output or inputs have a size that depends on the values (an unbacked
+    symbol, as torch.export gives ``nonzero``'s row count)."""
+
+    def unbacked(val: object) -> bool:
+        if isinstance(val, torch.Tensor):
+            return any(isinstance(d, torch.SymInt) and free_unbacked_symbols(d) for d in val.shape)
+        if isinstance(val, (list, tuple)):
+            return any(unbacked(v) for v in val)
+        return False
+
+    return unbacked(fake_of(node)) or any(unbacked(fake_of(a)) for a in node.all_input_nodes)
 
 
 def _has_dynamic_dims(node: fx.Node) -> bool:
@@ -54,9 +71,11 @@ class RegistryOperatorSupport(OperatorSupportBase):
         torch_executed_ops: Iterable[str] = (),
         dtype_supported: Callable[[torch.dtype], bool] | None = None,
         node_check: Callable[[fx.Node], str | None] | None = None,
+        data_dependent_shapes: bool = True,
     ) -> None:
         """``registry`` is the converter registry for ONNX backends; None with ``node_check``
-        for backends that take the ATen graph as it is."""
+        for backends that take the ATen graph as it is. Without ``data_dependent_shapes``,
+        nodes with value-dependent sizes stay in PyTorch."""
         super().__init__()
         if registry is None and node_check is None:
             raise ValueError("give a converter registry or a node_check")
@@ -66,6 +85,7 @@ class RegistryOperatorSupport(OperatorSupportBase):
         self.backend_name = backend_name
         self.torch_executed_ops = {_normalize_op(o) for o in torch_executed_ops}
         self.dtype_supported = dtype_supported
+        self.data_dependent_shapes = data_dependent_shapes
         self.reasons: dict[fx.Node, str] = {}
 
     def is_node_supported(self, submodules: Mapping[str, torch.nn.Module], node: fx.Node) -> bool:
@@ -92,6 +112,8 @@ class RegistryOperatorSupport(OperatorSupportBase):
         if is_symbolic_int_node(node):
             # Sizes stay in PyTorch; engines rebuild the ones they need from input shapes.
             return "symbolic size computation"
+        if not self.data_dependent_shapes and has_data_dependent_dims(node):
+            return f"{self.backend_name} engines cannot return outputs whose size depends on the values"
         entry = None
         if self.registry is not None:
             entry = self.registry.get(node.target)

@@ -4,6 +4,12 @@ Each accelerated partition of a compiled program is one call of this op, so the 
 is an ordinary ExportedProgram: it saves with ``torch.export.save``, loads with
 ``torch.export.load`` and keeps dynamic shapes. The fake kernel computes output shapes from the
 input shapes with the expressions recorded at compile time.
+
+An engine may compute some output sizes from the values (``nonzero``, ``x[mask]``, ``unique``;
+the engine's ``data_dependent`` symbols). The fake kernel gives each such size a fresh unbacked
+symbol (``ctx.new_dynamic_size()``), shared by every output of that size, so the program still
+traces, exports and saves; at run time the outputs are what the engine returned, and the
+runners allocate them from the engine's answer (Torch-TensorRT calls this an output allocator).
 """
 
 from __future__ import annotations
@@ -87,6 +93,11 @@ def _execute_engine_fake(inputs: list[torch.Tensor], engine_id: str) -> list[tor
     env: dict[str, Any] = {}
     for name, (index, dim) in meta.extra["symbols"].items():
         env[name] = inputs[index].shape[dim]
+    data_dependent = meta.extra.get("data_dependent", [])
+    if data_dependent:
+        ctx = torch.library.get_ctx()
+        for name in data_dependent:
+            env[name] = ctx.new_dynamic_size()
     # ORT on CPU returns CPU tensors whatever the input device; CUDA engines return CUDA tensors
     device = torch.device("cuda") if meta.device.startswith("dla") else torch.device(meta.device)
     return [

@@ -1,8 +1,10 @@
 """Indexing: advanced indexing (index/index_put), index_select, gather/scatter, embedding,
 take_along_dim, slice/select scatter, copy, and triangular masks (tril/triu).
 
-Boolean-mask indexing has a data-dependent output shape; validators decline it so those nodes
-stay in PyTorch (except ``x[mask] = scalar``, which is an elementwise select).
+Boolean-mask indexing ``x[mask]`` (one mask, no other index tensor) converts to NonZero +
+GatherND; its output size depends on the values (see ``selection``). Mask assignment of a tensor,
+and masks mixed with index tensors, stay in PyTorch (``x[mask] = scalar`` is an elementwise
+select).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from torch import fx
 
 from compiler.conversion.context import ConversionContext, ConversionError, fake_of
 from compiler.conversion.converters._helpers import argument, normalize_dim
+from compiler.conversion.converters.selection import MASK_DTYPES, mask_index
 from compiler.conversion.converters.shape import INT64_MAX, slice_axis, static_shape
 from compiler.conversion.registry import converter
 
 aten = torch.ops.aten
 
-_MASK_DTYPES = (torch.bool, torch.uint8)
+_MASK_DTYPES = MASK_DTYPES
 
 
 def _index_fakes(node: fx.Node) -> list[Any]:
@@ -34,8 +37,8 @@ def _has_mask(node: fx.Node) -> bool:
 
 
 def _validate_index(node: fx.Node) -> str | None:
-    if _has_mask(node):
-        return "boolean-mask indexing has a data-dependent output shape"
+    if _has_mask(node) and sum(f is not None for f in _index_fakes(node)) > 1:
+        return "a boolean mask together with other index tensors"
     return None
 
 
@@ -105,7 +108,7 @@ _ADVANCED_INDEX_OPS = {"Transpose", "Expand", "Unsqueeze", "Concat", "Cast", "Ad
 
 @converter(
     aten.index.Tensor,
-    onnx_ops={"Gather", "GatherND", *_ADVANCED_INDEX_OPS},
+    onnx_ops={"Gather", "GatherND", "NonZero", *_ADVANCED_INDEX_OPS},
     validator=_validate_index,
 )
 def aten_index(
@@ -113,9 +116,11 @@ def aten_index(
 ) -> ir.Value:
     """index.Tensor(Tensor self, Tensor?[] indices) -> Tensor"""
     x, indices = args[0], list(args[1])
-    if _has_mask(node):
-        raise ConversionError(f"{node.name}: boolean-mask indexing is data-dependent")
     positions, rest, adjacent = _advanced_layout(node)
+    if _has_mask(node):
+        (position,) = positions
+        mask_rank = _index_fakes(node)[position].dim()
+        return mask_index(ctx, x, indices[position], position, ctx.node_rank(node.args[0]), mask_rank)
     if len(positions) == 1:
         return ctx.op("Gather", x, indices[positions[0]], axis=positions[0])
     gathered_axes_first = _transpose(ctx, x, positions + rest)

@@ -3,6 +3,7 @@ whole graph with the registry, run it in ONNX Runtime and compare with eager PyT
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +66,7 @@ def check_case(case: OpCase, table: Sequence[Any] | None = None) -> None:
     check_declared_ops(converted.model)
     proto = ir.to_proto(converted.model)
     onnx.checker.check_model(proto)
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(proto.SerializeToString(), _SESSION_OPTIONS, providers=["CPUExecutionProvider"])
     for inputs in [case.inputs, *case.more_inputs]:
         with torch.no_grad():
             expected = module(*inputs)
@@ -85,15 +86,33 @@ def check_case(case: OpCase, table: Sequence[Any] | None = None) -> None:
                 )
 
 
+def _session_options() -> ort.SessionOptions:
+    # Rows are tiny graphs run a few times each, two test workers to two cores: a session of
+    # one thread that never spins after a run wastes no core on thread pools.
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+_SESSION_OPTIONS = _session_options()
+
+
 # what convert_graph itself emits outside any converter: an Identity for an output that is an
 # input, an initializer or another output
 _GRAPH_OPS = frozenset({"Identity"})
 
 
+@functools.cache
+def _targets_by_name() -> dict[str, Any]:
+    return {entry.name: entry.target for entry in REGISTRY}
+
+
 def check_declared_ops(model: ir.Model) -> None:
     """Every ONNX node was emitted for a converter whose registry entry declares its op type (the
     partitioner trusts that declaration), for an evaluator, or by the graph builder."""
-    by_name = {entry.name: entry for entry in REGISTRY}
+    targets = _targets_by_name()
     undeclared: dict[str, set[str]] = {}
     for node in model.graph:
         origin = node.metadata_props.get(ORIGIN_KEY)
@@ -102,33 +121,42 @@ def check_declared_ops(model: ir.Model) -> None:
         elif origin == EVALUATOR_ORIGIN:
             allowed = EVALUATOR_ONNX_OPS
         else:
-            allowed = by_name[origin].onnx_ops
+            entry = REGISTRY.get(targets[origin])
+            assert entry is not None, origin
+            allowed = entry.onnx_ops
         if node.op_type not in allowed:
             undeclared.setdefault(origin or "graph", set()).add(node.op_type)
     assert not undeclared, f"ONNX ops emitted but not declared: {undeclared}"
 
 
-# Rows lowered together. torch's run_decompositions costs ~0.3 s a call whatever the graph (it
-# re-registers thousands of composite-op kernels); tracing one more row costs ~0.03 s.
-BATCH_ROWS = 32
-_BATCHES: dict[tuple[int, int], list[fx.GraphModule | None]] = {}
+# Rows lowered together, static rows apart from rows with dynamic dims. torch's
+# run_decompositions costs ~0.3 s a call whatever the graph (it re-registers thousands of
+# composite-op kernels) and export ~0.1 s; one more static row costs ~15 ms. A dynamic row costs
+# ~75 ms, more in larger chunks (the constraint solver works over every symbol of the program),
+# and it slows the static rows exported with it about twofold (measured on
+# test_unary_variants.py: 30.6 s mixed, 14.3 s apart), hence two kinds of chunk.
+BATCH_ROWS = 64
+DYNAMIC_BATCH_ROWS = 24
+_BATCHES: dict[tuple[int, bool, int], list[fx.GraphModule | None]] = {}
 
 
 def lowered_graph(case: OpCase, table: Sequence[Any] | None = None) -> fx.GraphModule:
     """``case``'s module exported and lowered (``compiler.lowering.lower``), as the compiler
-    would, but with its neighbours in ``table``: the rows of a chunk run side by side in one
-    module, that module is exported and lowered once, and each row gets the part of the lowered
-    graph that computes its outputs from its inputs. A chunk that cannot be lowered whole is
-    bisected; a row that fails alone, or that has marks (xfail), is lowered on its own, so its
-    error is its own."""
-    rows = _plain_rows(table) if table is not None else []
+    would, but with its neighbours in ``table``: the rows of a chunk (static rows, or rows with
+    dynamic dims) run side by side in one module, that module is exported and lowered once, and
+    each row gets the part of the lowered graph that computes its outputs from its inputs. A
+    chunk that cannot be lowered whole is bisected; a row that fails alone, or that has marks
+    (xfail), is lowered on its own, so its error is its own."""
+    dynamic = case.dynamic is not None
+    rows = [row for row in _plain_rows(table) if (row.dynamic is not None) == dynamic] if table is not None else []
     index = next((i for i, row in enumerate(rows) if row is case), None)
     if index is None:
         return _lower_rows([case])[0]
-    start = index - index % BATCH_ROWS
-    key = (id(table), start)
+    size = DYNAMIC_BATCH_ROWS if dynamic else BATCH_ROWS
+    start = index - index % size
+    key = (id(table), dynamic, start)
     if key not in _BATCHES:
-        _BATCHES[key] = _bisect(rows[start : start + BATCH_ROWS])
+        _BATCHES[key] = _bisect(rows[start : start + size])
     gm = _BATCHES[key][index - start]
     return gm if gm is not None else _lower_rows([case])[0]
 

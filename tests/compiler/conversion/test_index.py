@@ -388,9 +388,10 @@ def _reason(node: torch.fx.Node) -> str | None:
     return entry.validator(node)
 
 
-def test_boolean_mask_index_is_declined() -> None:
+def test_boolean_mask_index_converts() -> None:
+    # x[mask] converts (tests/compiler/conversion/test_selection.py has its rows)
     (node,) = _nodes_of(Fn(lambda x, m: x[m]), [R(3, 4), bools(3, 4)], aten.index.Tensor)
-    assert "data-dependent" in str(_reason(node))
+    assert _reason(node) is None
 
 
 def test_boolean_mask_index_put_of_a_tensor_is_declined() -> None:
@@ -400,11 +401,6 @@ def test_boolean_mask_index_put_of_a_tensor_is_declined() -> None:
         aten.index_put.default,
     )
     assert "data-dependent" in str(_reason(node))
-
-
-def test_masked_select_has_no_converter() -> None:
-    # its output length depends on the data, so it always runs in PyTorch
-    assert REGISTRY.get(aten.masked_select.default) is None
 
 
 def test_scatter_reduce_mean_and_exclusive_self_are_declined() -> None:
