@@ -52,8 +52,9 @@ _LIMIT_KEYS = (
     "api_max_wait",
     "api_token_cache_seconds",
 )
-# What a worker exposes about itself: a Prometheus port (unset: no endpoint) and its log format.
-_OBSERVABILITY_KEYS = ("metrics_port", "log_format")
+# What a worker exposes about itself: a Prometheus port (unset: no endpoint), its log format and
+# how often it heartbeats.
+_OBSERVABILITY_KEYS = ("metrics_port", "log_format", "heartbeat_interval")
 _FILE_KEYS = frozenset(("home", *_URL_KEYS, *_LIMIT_KEYS, *_OBSERVABILITY_KEYS))
 
 # Query parameters whose values are credentials in the URL forms we accept (S3, Redis, SQL).
@@ -90,6 +91,10 @@ class Settings(BaseModel):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     #: ``text`` (Celery's lines with ``[job <id>]``) or ``json`` (one object per line).
     log_format: Literal["text", "json"] = "text"
+    #: seconds between a worker's heartbeats; it counts as gone after missing three, and then
+    #: another worker's reaper queues its running jobs again (the worker records its interval,
+    #: so everyone judges it by its own)
+    heartbeat_interval: float = Field(default=10.0, gt=0)
     # `orchestrate serve`: requests per second each API token may make on average (0: no
     # limit), how many it may make at once above that, the longest a long-poll wait holds,
     # and how long a token found valid is believed without asking the database again (so a
@@ -145,6 +150,7 @@ class Settings(BaseModel):
             "max_spec_bytes": str(self.max_spec_bytes),
             "metrics_port": "(off)" if self.metrics_port is None else str(self.metrics_port),
             "log_format": self.log_format,
+            "heartbeat_interval": f"{self.heartbeat_interval:g} s",
             "api_rate_limit": f"{self.api_rate_limit:g}/s" if self.api_rate_limit else "off",
             "api_rate_burst": str(self.api_rate_burst),
             "api_max_wait": f"{self.api_max_wait:g} s",
