@@ -27,6 +27,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -132,10 +133,14 @@ def main() -> None:
         model = root / "tiny.pt2"
         torch.export.save(tiny_program(), model)
 
-        def new_worker() -> WorkerProcess:
+        def new_worker(wait: bool = True) -> WorkerProcess:
             worker = WorkerProcess(env, pool="prefork", log_path=root / f"worker-{len(workers)}.log", loglevel="INFO")
             workers.append(worker)
-            return worker.start(settings, timeout=300)
+            if wait:
+                return worker.start(settings, timeout=300)
+            # a replacement comes up while the soak goes on (starting takes seconds)
+            threading.Thread(target=worker.start, args=(settings, 300), daemon=True).start()
+            return worker
 
         live = [new_worker() for _ in range(args.workers)]
         print(f"{args.workers} workers up; submitting {args.jobs} jobs over {args.builds} builds", flush=True)
@@ -168,6 +173,7 @@ def main() -> None:
                 if schedule and completed >= schedule[0][0] * args.jobs:
                     _, kind = schedule.pop(0)
                     fault = Fault(kind, completed, time.time())
+                    fault.detail = f"at {time.time() - t0:.1f} s"
                     if kind == "kill":
                         running = [j for j in services.list_jobs(farm, state="running", limit=50) if j.worker]
                         names = {w.name: w for w in live}
@@ -178,18 +184,18 @@ def main() -> None:
                             os.kill(pid, signal.SIGKILL)
                         victim.process.wait()
                         fault.held_job = victim_job.id if victim_job else None
-                        fault.detail = f"killed {victim.name}" + (f" holding job {victim_job.id[:12]}" if victim_job else "")
+                        fault.detail += f": killed {victim.name}" + (f" holding job {victim_job.id[:12]}" if victim_job else "")
                         live.remove(victim)
                         fault.ended_at = time.time()
-                        live.append(new_worker())
+                        live.append(new_worker(wait=False))
                     elif kind == "broker":
                         redis.restart(down_for=args.broker_down)
                         fault.ended_at = time.time()
-                        fault.detail = f"Redis down {args.broker_down:g} s"
+                        fault.detail += f": Redis down {args.broker_down:g} s"
                     else:
                         postgres.restart(down_for=args.database_down)
                         fault.ended_at = time.time()
-                        fault.detail = f"PostgreSQL down {args.database_down:g} s"
+                        fault.detail += f": PostgreSQL down {args.database_down:g} s"
                     print(f"[{time.time() - t0:6.1f} s] {fault.kind}: {fault.detail} at {completed} completed", flush=True)
                     faults.append(fault)
                     pending.append(fault)
@@ -205,6 +211,9 @@ def main() -> None:
             keys = Counter(a.build_key for a in artifacts)
             compiled_by = Counter(a.job_id for a in artifacts)
             attempts = Counter(j.attempts for j in jobs)
+            # answered without a compile of their own: by submit (the artifact existed) or by
+            # the claim (a twin had built it meanwhile)
+            reused = sum(1 for j in jobs if j.state == m.JobState.SUCCEEDED and j.artifact and j.artifact.job_id != j.id)
             failed_kinds = Counter(j.error_kind for j in jobs if j.state == m.JobState.FAILED)
             wrong_artifact = [
                 j.id for j in jobs
@@ -227,9 +236,14 @@ def main() -> None:
             "duplicates": sum(n - 1 for n in keys.values() if n > 1),
             "artifacts": len(artifacts),
             "distinct_builders": len(compiled_by),
+            "compiled": len(compiled_by),
+            "answered_from_a_twin": reused,
             "succeeded_pointing_elsewhere": len(wrong_artifact),
             "attempts": {str(k): v for k, v in sorted(attempts.items())},
-            "faults": [asdict(f) for f in faults],
+            "faults": [
+                {**asdict(f), "injected_at": round(f.injected_at - t0, 1), "ended_at": round(f.ended_at - t0, 1)}
+                for f in faults
+            ],
         }
     finally:
         for worker in workers:

@@ -172,7 +172,7 @@ def _embedded_urls(home: Path) -> dict[str, str]:
 def environment_variables() -> frozenset[str]:
     """Every ``ORCHESTRATE_*`` variable :func:`load_settings` reads (deployment files are
     checked against this set, so a renamed setting cannot silently break one)."""
-    keys = ("home", "config", *_URL_KEYS, *_LIMIT_KEYS, *_OBSERVABILITY_KEYS)
+    keys = ("home", "config", *_URL_KEYS, *(f"{key}_file" for key in _URL_KEYS), *_LIMIT_KEYS, *_OBSERVABILITY_KEYS)
     return frozenset(ENV_PREFIX + key.upper() for key in keys)
 
 
@@ -218,6 +218,23 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return {key: value for key, value in section.items() if key in _FILE_KEYS}
 
 
+def _secret_file(environ: os._Environ[str] | dict[str, str], key: str) -> str | None:
+    """The value of ``ORCHESTRATE_<KEY>_FILE``'s file (a mounted Docker or Kubernetes secret), so
+    a URL with credentials need not sit in the environment; the variable itself wins if set."""
+    path_text = _env(environ, f"{key}_file")
+    if path_text is None:
+        return None
+    path = Path(path_text).expanduser()
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        # the message names the file, never its content
+        raise SettingsError(f"{ENV_PREFIX}{key.upper()}_FILE: cannot read {path}: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+    if not value:
+        raise SettingsError(f"{ENV_PREFIX}{key.upper()}_FILE: {path} is empty")
+    return value
+
+
 def load_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
     """Build settings from ``environ`` (default ``os.environ``) and the TOML file it selects."""
     environ = os.environ if environ is None else environ
@@ -236,6 +253,10 @@ def load_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> S
         if isinstance(store, str) and "://" not in store and not Path(store).is_absolute():
             values["artifact_store"] = str((config_file.parent / store).absolute())
 
+    for key in _URL_KEYS:
+        secret = _secret_file(environ, key)
+        if secret is not None:
+            values[key] = secret
     for key in (*_URL_KEYS, *_LIMIT_KEYS, *_OBSERVABILITY_KEYS):
         env_value = _env(environ, key)
         if env_value is not None:

@@ -258,25 +258,59 @@ class RedisServer:
 
     BINARY = "/usr/bin/redis-server"
 
-    def __init__(self, root: Path, *, password: str | None = None, port: int | None = None) -> None:
+    def __init__(self, root: Path, *, password: str | None = None, port: int | None = None, tls: bool = False) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.password = password
+        #: with ``tls``, the server speaks only TLS, with a certificate signed by ``ca_file``
+        self.tls = tls
+        self.ca_file = self.root / "ca.pem"
         self.process: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def available(cls) -> bool:
         return Path(cls.BINARY).exists()
 
-    def url(self, db: int = 0, *, password: str | None = None) -> str:
+    def url(self, db: int = 0, *, password: str | None = None, ca: Path | None | bool = True) -> str:
+        """The URL clients use; with TLS, ``rediss://`` verifying against ``ca`` (True: this
+        server's own CA, False: none named)."""
         secret = self.password if password is None else password
         auth = f":{secret}@" if secret else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
+        if not self.tls:
+            return f"redis://{auth}127.0.0.1:{self.port}/{db}"
+        query = "ssl_cert_reqs=required"
+        if ca:
+            query += f"&ssl_ca_certs={self.ca_file if ca is True else ca}"
+        return f"rediss://{auth}127.0.0.1:{self.port}/{db}?{query}"
+
+    def _make_certificates(self) -> None:
+        """A throw-away CA and a server certificate for 127.0.0.1 it signed (openssl)."""
+        if (self.root / "server.pem").exists():
+            return
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=self.root, check=True, capture_output=True)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+                "-days", "2", "-subj", "/CN=orchestrate-test-ca")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+                "-subj", "/CN=127.0.0.1")
+        (self.root / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
 
     def start(self, timeout: float = 20.0) -> RedisServer:
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            self._make_certificates()
+            listen = [
+                "--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no",
+                "--tls-cert-file", str(self.root / "server.pem"), "--tls-key-file", str(self.root / "server.key"),
+                "--tls-ca-cert-file", str(self.ca_file),
+            ]
         args = [
-            self.BINARY, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
+            self.BINARY, *listen, "--bind", "127.0.0.1", "--dir", str(self.root),
             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
             "--protected-mode", "no", "--daemonize", "no", "--logfile", str(self.root / "redis.log"),
         ]

@@ -171,6 +171,13 @@ def check_broker_credentials(farm: Farm) -> None:
             ),
             None,
         )
+        untrusted = next((e for e in chain if "certificate verify failed" in str(e).lower()), None)
+        if untrusted is not None:
+            raise UnreachableError(
+                f"the broker at {redact(farm.settings.broker_url)} presented a TLS certificate this "
+                f"worker does not trust ({scrub(str(untrusted), farm.settings.broker_url)}); name the CA "
+                "in ORCHESTRATE_BROKER_URL (rediss://...?ssl_cert_reqs=required&ssl_ca_certs=/path/ca.pem)"
+            ) from None
         if refusal is not None:
             raise UnreachableError(
                 f"the broker at {redact(farm.settings.broker_url)} refused this worker's credentials "

@@ -382,3 +382,23 @@ def test_worker_with_a_wrong_broker_password_exits_with_a_clear_error(scratch: P
     assert time.monotonic() - started < 100
     # it never registered, so no submitter is told that its queues are served
     assert services.list_workers(Farm(settings)) == []
+
+
+def test_a_tls_broker_with_a_password_serves_a_job_and_an_untrusted_certificate_is_refused(
+    scratch: Path, tiny_model: Path
+) -> None:
+    with RedisServer(scratch / "redis", password="tls-farm-pw", tls=True) as server:
+        settings = _settings(scratch / "home", server.url())
+        assert settings.broker_url.startswith("rediss://")
+        farm = Farm(settings)
+        with _worker(settings_env(settings), scratch / "worker.log") as worker:
+            worker.start(settings)
+            (job,) = _submit(farm, tiny_model, 1)
+            assert services.wait(farm, job, timeout=120).state == "succeeded", worker.log_text()
+
+        no_ca = _settings(scratch / "home-no-ca", server.url(ca=False))
+        run = subprocess.run(cli_command("worker", "--pool", "solo"), env=settings_env(no_ca), capture_output=True, timeout=120)
+    output = (run.stdout + run.stderr).decode(errors="replace")
+    assert run.returncode == 3, output
+    assert "TLS certificate this worker does not trust" in output and "ssl_ca_certs" in output
+    assert "tls-farm-pw" not in output
