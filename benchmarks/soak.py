@@ -64,7 +64,11 @@ class Fault:
     detail: str = ""
     #: seconds from the fault (its end, for a restart) until a job completed again
     next_completion_s: float | None = None
-    #: kills: seconds until the job the dead worker held was done
+    #: kills: seconds until the job the dead worker held was queued again (by another worker's
+    #: reaper), built again (None: a twin's artifact answered it), and done (a reaped job goes
+    #: to the back of its queue)
+    held_job_requeued_s: float | None = None
+    held_job_restarted_s: float | None = None
     held_job_done_s: float | None = None
     held_job: str | None = None
     ended_at: float = field(default=0.0)
@@ -108,6 +112,7 @@ def main() -> None:
     parser.add_argument("--broker-down", type=float, default=3.0)
     parser.add_argument("--database-down", type=float, default=5.0)
     parser.add_argument("--heartbeat", type=float, default=1.0, help="worker heartbeat interval (s)")
+    parser.add_argument("--fault-gap", type=float, default=15.0, help="least seconds between two faults")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -166,11 +171,8 @@ def main() -> None:
                 for fault in pending:
                     if fault.next_completion_s is None and newest is not None and newest > fault.ended_at:
                         fault.next_completion_s = round(newest - fault.ended_at, 2)
-                    if fault.held_job and fault.held_job_done_s is None:
-                        held = services.get_job(farm, fault.held_job)
-                        if held.is_final:
-                            fault.held_job_done_s = round(time.time() - fault.injected_at, 2)
-                if schedule and completed >= schedule[0][0] * args.jobs:
+                last_fault = faults[-1].ended_at if faults else 0.0
+                if schedule and completed >= schedule[0][0] * args.jobs and time.time() - last_fault >= args.fault_gap:
                     _, kind = schedule.pop(0)
                     fault = Fault(kind, completed, time.time())
                     fault.detail = f"at {time.time() - t0:.1f} s"
@@ -219,9 +221,19 @@ def main() -> None:
                 j.id for j in jobs
                 if j.state == m.JobState.SUCCEEDED and (j.artifact is None or j.artifact.build_key != _key(j))
             ]
-        for fault in pending:
-            if fault.held_job and fault.held_job_done_s is None and services.get_job(farm, fault.held_job).is_final:
-                fault.held_job_done_s = round(elapsed, 2)
+        with farm.session() as session:
+            for fault in faults:
+                held = session.get(m.Job, fault.held_job) if fault.held_job else None
+                if held is None:
+                    continue
+
+                def since(moment: object, fault: Fault = fault) -> float | None:
+                    return round(moment.timestamp() - fault.injected_at, 2) if moment is not None else None  # type: ignore[attr-defined]
+
+                fault.held_job_requeued_s = since(held.queued_at)
+                restarted = since(held.started_at)
+                fault.held_job_restarted_s = restarted if restarted is not None and restarted > 0 else None
+                fault.held_job_done_s = since(held.finished_at)
         result = {
             "jobs": args.jobs,
             "workers": args.workers,
