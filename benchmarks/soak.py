@@ -6,7 +6,9 @@ Runs on servers of its own (a ``redis-server`` and a PostgreSQL cluster on free 
 in a temporary folder; the machine's shared ones are never touched). Every job is a one-op model
 with a spec that only ``--builds`` distinct builds share, submitted in an interleaved order, so
 each build is compiled once and its twins are answered from it (by the claim, or by submit once
-the artifact exists). As completed jobs pass the schedule's marks, it injects:
+the artifact exists). Submissions go on in a thread of their own (one refused during an outage is
+made again half a second later); as completed jobs pass the schedule's marks (and at least
+``--fault-gap`` s apart), it injects:
 
 * ``kill``: SIGKILL of a whole worker (its Celery parent and pool process) while it builds; a
   new worker takes its place, and another worker's reaper must queue the job again;
@@ -150,12 +152,28 @@ def main() -> None:
         live = [new_worker() for _ in range(args.workers)]
         print(f"{args.workers} workers up; submitting {args.jobs} jobs over {args.builds} builds", flush=True)
         t0 = time.time()
-        job_ids = []
-        for i in range(args.jobs):
-            (job,) = services.submit(farm, model, [Target("x86_64")], spec_for(i % args.builds)).jobs
-            job_ids.append(job.id)
-        submitted = time.time() - t0
-        print(f"submitted in {submitted:.1f} s", flush=True)
+        job_ids: list[str] = []
+        refused: list[str] = []
+        submitted = 0.0
+
+        def submit_all() -> None:
+            # Faults hit the submissions too: a submit the broker or database refuses leaves
+            # nothing behind (exit 3 in the CLI), so it is simply made again a moment later.
+            nonlocal submitted
+            for i in range(args.jobs):
+                while True:
+                    try:
+                        (job,) = services.submit(farm, model, [Target("x86_64")], spec_for(i % args.builds)).jobs
+                        break
+                    except UnreachableError as exc:
+                        refused.append(str(exc).split(":")[0])
+                        time.sleep(0.5)
+                job_ids.append(job.id)
+            submitted = time.time() - t0
+            print(f"submitted in {submitted:.1f} s ({len(refused)} submits refused during outages, made again)", flush=True)
+
+        submitter = threading.Thread(target=submit_all, daemon=True)
+        submitter.start()
 
         schedule = list(SCHEDULE)
         pending: list[Fault] = []
@@ -164,7 +182,7 @@ def main() -> None:
             state = counts(farm)
             if state is not None:
                 completed = state["succeeded"] + state["failed"] + state["cancelled"]
-                if completed >= args.jobs:
+                if completed >= args.jobs and not submitter.is_alive():
                     done_at = time.time()
                     break
                 newest = last_finished(farm)
@@ -240,7 +258,11 @@ def main() -> None:
             "builds": args.builds,
             "elapsed_s": round(elapsed, 1),
             "submit_s": round(submitted, 1),
+            "submits_refused_then_made_again": len(refused),
+            "refusals": dict(Counter(refused)),
             "states": dict(states),
+            # every row, including any a refused submission might have left behind
+            "jobs_in_database": sum((counts(farm) or Counter()).values()),
             "completed": states["succeeded"],
             "lost": len(stuck) + len(unexplained) + (args.jobs - len(jobs)),
             "stuck": stuck[:20],

@@ -455,13 +455,18 @@ class CompileTask(Task):
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         # Celery calls this in the worker's main process when the hard time limit killed the
         # pool process: nothing in the task ran to record it, and the worker is alive, so no
-        # reaper would either. The job answers to this message id only while it is its attempt.
-        if not isinstance(exc, TimeLimitExceeded) or not args:
+        # reaper would either. (The soft limit lands here only when it struck outside the
+        # build, e.g. while the outcome waited for the database.) The job answers to this
+        # message id only while it is its attempt.
+        if not isinstance(exc, TimeLimitExceeded | SoftTimeLimitExceeded) or not args:
             return
         job_id = str(args[0])
         farm = _farm_of(self)
-        limit = farm.settings.hard_time_limit
-        message = f"the compile ran past the hard time limit of {limit:g} s and its process was killed"
+        if isinstance(exc, TimeLimitExceeded):
+            limit = farm.settings.hard_time_limit
+            message = f"the compile ran past the hard time limit of {limit:g} s and its process was killed"
+        else:
+            message = f"the job ran past the soft time limit of {farm.settings.soft_time_limit:g} s"
 
         def write() -> None:
             with farm.session() as session:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from celery.exceptions import TimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from orchestrator import jobs as lifecycle
 from orchestrator import models as m
@@ -71,17 +71,21 @@ def test_a_build_cancelled_midway_stops_at_its_next_phase(farm, tiny_model):
     assert services.get_job(farm, job.id).state == "cancelled"
 
 
-def test_the_hard_time_limit_fails_the_running_job_as_timeout(tiny_model):
+@pytest.mark.parametrize(
+    ("limit", "said"), [(TimeLimitExceeded(2100), "hard time limit"), (SoftTimeLimitExceeded(), "soft time limit")]
+)
+def test_a_time_limit_that_ended_the_task_fails_the_running_job_as_timeout(tiny_model, limit, said):
     farm = Farm(get_settings())
     job = _queued(farm, tiny_model)
     with farm.session() as session:
         task_id = session.get(m.Job, job.id).celery_task_id  # type: ignore[union-attr]
     assert tasks.claim(farm, job.id, "w1", task_id) is not None
-    # what Celery's main process calls once it killed the pool process
-    tasks.compile_job.on_failure(TimeLimitExceeded(2100), task_id, [job.id], {}, None)
+    # what Celery calls once the limit ended the task (the hard one: in the main process,
+    # after it killed the pool process)
+    tasks.compile_job.on_failure(limit, task_id, [job.id], {}, None)
     info = services.get_job(farm, job.id)
     assert info.state == "failed" and info.error_kind == "timeout"
-    assert "hard time limit" in (info.error_message or "")
+    assert said in (info.error_message or "")
     # a message the job no longer answers to changes nothing
     again = _queued(farm, tiny_model, samples=3)
     assert tasks.claim(farm, again.id, "w1", None) is not None
