@@ -40,6 +40,11 @@ class DeviceClass:
     compute_capability: str  # "9.0"
     description: str
     arch: str | None = None  # Jetson modules are aarch64 boards; discrete GPUs go in any host
+    dla_cores: int = 0  # NVDLA engines next to the GPU (Jetson Xavier and Orin)
+
+    def capability_at_least(self, major: int, minor: int = 0) -> bool:
+        have = tuple(int(part) for part in self.compute_capability.split("."))
+        return have >= (major, minor)
 
 
 #: The one table of device classes. Discrete GPUs are named by compute capability; Jetson
@@ -57,8 +62,8 @@ DEVICE_CLASSES: dict[str, DeviceClass] = {
         DeviceClass("sm120", "12.0", "Blackwell (RTX 50xx)"),
         DeviceClass("nano", "5.3", "Jetson Nano", "aarch64"),
         DeviceClass("tx2", "6.2", "Jetson TX2", "aarch64"),
-        DeviceClass("xavier", "7.2", "Jetson AGX Xavier / Xavier NX", "aarch64"),
-        DeviceClass("orin", "8.7", "Jetson AGX Orin / Orin NX / Orin Nano", "aarch64"),
+        DeviceClass("xavier", "7.2", "Jetson AGX Xavier / Xavier NX", "aarch64", dla_cores=2),
+        DeviceClass("orin", "8.7", "Jetson AGX Orin / Orin NX / Orin Nano", "aarch64", dla_cores=2),
         DeviceClass("thor", "11.0", "Jetson Thor", "aarch64"),
     )
 }

@@ -1,7 +1,7 @@
 """The farm's error tree: every error a user can cause or meet, one class each.
 
-Each maps to one exit code of the CLI contract (documented in `orchestrate --help`): the CLI
-and the API server translate these classes, the services only raise them.
+Each class names its ``kind``; the CLI maps kinds to exit codes (``orchestrator.cli.exit_codes``)
+and the API server to HTTP statuses. The services only raise them.
 """
 
 from __future__ import annotations
@@ -11,53 +11,54 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from orchestrator.views import JobInfo
 
-# Exit codes are part of the CLI contract (documented in `orchestrate --help`).
-EXIT_OK = 0
-EXIT_JOB_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-EXIT_TIMEOUT = 4
-EXIT_CANCELLED = 5
 
 
 class FarmError(Exception):
-    """Base of every error the farm reports to a user; ``exit_code`` is what the CLI returns."""
+    """Base of every error the farm reports to a user; ``kind`` names it for scripts."""
 
-    exit_code = EXIT_JOB_FAILED
+    kind = "failed"
 
 
 class InvalidRequestError(FarmError):
     """Bad input: a missing or unsafe model file, a bad spec, an unknown target or id."""
 
-    exit_code = EXIT_USAGE
+    kind = "invalid_request"
 
 
 class NotFoundError(InvalidRequestError):
     """No job, artifact or model with the given id."""
 
+    kind = "not_found"
+
 
 class InvalidStateError(InvalidRequestError):
     """The operation does not apply to the job in its current state (e.g. cancel a finished job)."""
+
+    kind = "invalid_state"
 
 
 class IncompatibleArtifactError(InvalidRequestError):
     """An artifact whose engines cannot run on the machine asking; ``force`` fetches it anyway."""
 
+    kind = "incompatible_artifact"
+
 
 class RejectedArtifactError(InvalidRequestError):
     """An engine the accuracy gate rejected, asked for as if it were a good one."""
+
+    kind = "rejected_artifact"
 
 
 class UnreachableError(FarmError):
     """The database, broker or artifact store cannot be reached."""
 
-    exit_code = EXIT_UNREACHABLE
+    kind = "unreachable"
 
 
 class JobFailedError(FarmError):
     """A job the caller waited for failed."""
 
-    exit_code = EXIT_JOB_FAILED
+    kind = "job_failed"
 
     def __init__(self, job: JobInfo) -> None:
         self.job = job
@@ -67,7 +68,7 @@ class JobFailedError(FarmError):
 
 
 class JobCancelledError(FarmError):
-    exit_code = EXIT_CANCELLED
+    kind = "cancelled"
 
     def __init__(self, job: JobInfo) -> None:
         self.job = job
@@ -75,7 +76,7 @@ class JobCancelledError(FarmError):
 
 
 class WaitTimeoutError(FarmError):
-    exit_code = EXIT_TIMEOUT
+    kind = "timeout"
 
     def __init__(self, job: JobInfo, timeout: float) -> None:
         self.job = job

@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 
 from orchestrator import models as m
 from orchestrator.routing import RoutingError, parse_queue
-from orchestrator.services import LIVE_WINDOW, Farm
+from orchestrator.services import Farm
 from orchestrator.settings import Settings
+from orchestrator.views import is_live
 
 #: What ``orchestrate workers`` calls a worker: heartbeating, silent past the live window
 #: (crashed, partitioned, or its database connection is down), or shut down cleanly.
@@ -61,7 +62,7 @@ def _iso(value: datetime | None) -> str | None:
 def _status_of(row: m.Worker, now: datetime) -> str:
     if row.state != m.WorkerState.ONLINE:
         return OFFLINE
-    return LIVE if now - row.last_heartbeat <= LIVE_WINDOW else STALE
+    return LIVE if is_live(row, now) else STALE
 
 
 def worker_statuses(farm: Farm, *, include_offline: bool = False) -> list[WorkerStatus]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from orchestrator import services
+from orchestrator.cli.exit_codes import exit_code_of
 from orchestrator.datasets import DataUpload
 from orchestrator.services import (
     ArtifactInfo,
@@ -113,7 +114,7 @@ class RemoteFarm:
                 f"the API server at {redact(self.url)} answered {response.status_code}", 1
             ) from None
         cls = _KINDS.get(kind)
-        if cls is not None and cls.exit_code == exit_code:
+        if cls is not None and exit_code_of(cls(message)) == exit_code:
             raise cls(message)
         raise RemoteError(message, exit_code)
 

@@ -11,17 +11,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, delete, func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import OperationalError as DBOperationalError
 from sqlalchemy.exc import ProgrammingError as DBProgrammingError
@@ -39,24 +38,16 @@ from orchestrator.untrusted import (
     UnsafeNameError,
     check_model_name,
     clean_model_name,
-    file_name_part,
     printable,
 )
 
 if TYPE_CHECKING:
     import compiler
-    from compiler.identity import DeviceIdentity
     from orchestrator.store import ArtifactStore
 
 # The error tree and the views have modules of their own; the services raise and return them,
 # and keep their names importable from here for callers that predate the split.
 from orchestrator.errors import (  # noqa: E402
-    EXIT_CANCELLED,
-    EXIT_JOB_FAILED,
-    EXIT_OK,
-    EXIT_TIMEOUT,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
     FarmError,
     IncompatibleArtifactError,
     InvalidRequestError,
@@ -78,14 +69,21 @@ from orchestrator.views import (  # noqa: E402
     Submission,
     ValidationInfo,
     WorkerInfo,
+    is_live,
+    live_window,
 )
 
 __all__ = [
-    "EXIT_CANCELLED", "EXIT_JOB_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_UNREACHABLE", "EXIT_USAGE",
     "HEARTBEAT_INTERVAL", "LIVE_WINDOW", "MISSING", "ArtifactInfo", "FarmError",
     "IncompatibleArtifactError", "InvalidRequestError", "InvalidStateError", "JobCancelledError",
     "JobFailedError", "JobInfo", "Missing", "NotFoundError", "RejectedArtifactError", "Submission", "UnreachableError",
     "ValidationInfo", "WaitTimeoutError", "WorkerInfo",
+    # orchestrator.queries
+    "RUNS_ON_PAGE", "get_artifact", "get_job", "get_jobs", "job_artifact", "list_artifacts",
+    "list_jobs", "list_workers", "resolve_artifact", "resolve_job", "results",
+    # orchestrator.artifacts
+    "VerifyResult", "download_artifact", "download_file_name", "refuse_incompatible",
+    "refuse_rejected", "refuse_to_hand_out", "verify_objects",
 ]
 
 
@@ -370,22 +368,20 @@ def validate_model_bytes(data: bytes, max_bytes: int) -> Any:
 
 
 def check_spec_for_targets(spec: compiler.CompileSpec, targets: Sequence[Target]) -> None:
-    """Refuse a spec the backend can never build for these targets (``check_spec``), before
-    anything is stored or queued: e.g. fp16 with onnxruntime on a CPU device."""
+    """Refuse a spec the backend can never build for these targets, before anything is stored
+    or queued: e.g. fp16 with onnxruntime on a CPU device, bf16 for a pre-Ampere GPU class. Each
+    target is judged by the backend from the device-class table (``check_target``), never from
+    the libraries of the machine submitting, so the check holds for GPU targets too."""
     from compiler.backends import get_backend
-    from compiler.errors import BackendError, BackendUnavailableError
+    from compiler.errors import BackendError
+    from compiler.identity import DEVICE_CLASSES
 
     backend = get_backend(spec.backend, require_available=False)
     for target in targets:
+        device_class = DEVICE_CLASSES.get(target.device_class) if target.device_class else None
         try:
-            backend.check_spec(spec)
-        except BackendUnavailableError:
-            return  # not installed on this machine: the worker's own check decides
+            backend.check_target(spec, target.arch, device_class)
         except BackendError as exc:
-            if spec.device != "cpu":
-                # Checks of a GPU device also look at this machine's libraries (is the CUDA
-                # provider installed here?), which say nothing about the worker's.
-                return
             raise InvalidRequestError(f"{target.label}: {exc}") from None
 
 
@@ -445,10 +441,9 @@ def candidate_backend_versions(backend: str, queue: str, live: Sequence[m.Worker
 
 
 def _live_workers(session: Session, now: datetime) -> list[m.Worker]:
-    stmt = select(m.Worker).where(
-        m.Worker.state == m.WorkerState.ONLINE, m.Worker.last_heartbeat >= now - LIVE_WINDOW
-    )
-    return list(session.scalars(stmt))
+    # Each worker is judged by its own heartbeat interval, so the window is applied here.
+    stmt = select(m.Worker).where(m.Worker.state == m.WorkerState.ONLINE)
+    return [row for row in session.scalars(stmt) if is_live(row, now)]
 
 
 @dataclass
@@ -758,440 +753,36 @@ def _withdraw(
             farm.store.delete(blob)
 
 
-# ------------------------------------------------------------------------------------ queries
-_ID_PREFIX = re.compile(r"[0-9a-f]+")
-
-
-def _resolve_job(session: Session, ref: str) -> m.Job:
-    ref = ref.strip().lower()
-    job = session.get(m.Job, ref)
-    if job is not None:
-        return job
-    if len(ref) >= 6 and _ID_PREFIX.fullmatch(ref):
-        # Ids are long; people paste a prefix, as with git commits. Ids are hex, and the prefix
-        # is matched literally: LIKE's % and _ would otherwise match any job.
-        stmt = select(m.Job).where(m.Job.id.startswith(ref, autoescape=True)).limit(2)
-        matches = list(session.scalars(stmt))
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise InvalidRequestError(f"job id prefix {ref!r} is ambiguous; give more characters")
-    raise NotFoundError(f"no job {ref!r}; `orchestrate jobs` lists them")
-
-
-def _resolve_artifact(session: Session, ref: str) -> m.Artifact:
-    ref = ref.strip().lower()
-    artifact = session.get(m.Artifact, ref)
-    if artifact is not None:
-        return artifact
-    if len(ref) >= 6 and _ID_PREFIX.fullmatch(ref):
-        stmt = select(m.Artifact).where(m.Artifact.id.startswith(ref, autoescape=True)).limit(2)
-        matches = list(session.scalars(stmt).unique())
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise InvalidRequestError(
-                f"artifact id prefix {ref!r} is ambiguous; give more characters"
-            )
-    raise NotFoundError(f"no artifact {ref!r}; `orchestrate artifacts list` lists them")
-
-
-def get_job(farm: Farm, ref: str) -> JobInfo:
-    with farm.session() as session:
-        return JobInfo.of(_resolve_job(session, ref))
-
-
-def get_jobs(farm: Farm, job_ids: Sequence[str]) -> list[JobInfo]:
-    with farm.session() as session:
-        rows = {job.id: job for job in session.scalars(select(m.Job).where(m.Job.id.in_(job_ids))).unique()}
-        return [JobInfo.of(rows[job_id]) for job_id in job_ids if job_id in rows]
-
-
-def list_jobs(
-    farm: Farm,
-    *,
-    state: str | None = None,
-    arch: str | None = None,
-    model: str | None = None,
-    target: str | None = None,
-    backend: str | None = None,
-    submitted_by: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[JobInfo]:
-    """Jobs matching every filter, newest first. ``target`` is one target exactly, as jobs show
-    it (``x86_64``, ``aarch64/orin``); ``arch`` is every target of that architecture."""
-    try:
-        state_value = m.JobState(state) if state else None
-    except ValueError:
-        choices = ", ".join(s.value for s in m.JobState)
-        raise InvalidRequestError(f"unknown state {state!r}: use one of {choices}") from None
-    arch_value = _arch_filter(arch)
-    target_value = parse_target_label(target) if target else None
-    with farm.session() as session:
-        rows = m.list_jobs(
-            session,
-            state=state_value,
-            arch=arch_value,
-            model=model,
-            target=None if target_value is None else (target_value.arch, target_value.device_class),
-            backend=backend,
-            submitted_by=submitted_by,
-            limit=limit,
-            offset=offset,
-        )
-        return [JobInfo.of(job) for job in rows]
-
-
-def parse_target_label(label: str) -> Target:
-    """A target as listings show it (``aarch64/orin``; ``aarch64.orin`` works too)."""
-    arch, _, device_class = label.strip().replace(".", "/").partition("/")
-    try:
-        return Target.parse(arch, device_class or None)
-    except RoutingError as exc:
-        raise InvalidRequestError(f"target {label!r}: {exc}") from None
-
-
-def _arch_filter(arch: str | None) -> str | None:
-    if arch is None:
-        return None
-    try:
-        return Target.parse(arch).arch
-    except RoutingError as exc:
-        raise InvalidRequestError(str(exc)) from None
-
-
-#: Rows read per query while filtering ``list_artifacts(runs_on=...)`` in Python.
-RUNS_ON_PAGE = 200
-
-
-def list_artifacts(
-    farm: Farm,
-    *,
-    model: str | None = None,
-    arch: str | None = None,
-    device_class: str | None = None,
-    backend: str | None = None,
-    precision: str | None = None,
-    limit: int = 50,
-    runs_on: DeviceIdentity | None = None,
-    offset: int = 0,
-) -> list[ArtifactInfo]:
-    """Artifacts matching every filter, newest first; with ``runs_on``, only those whose
-    engines can run on that machine (``artifacts list --runs-here``). ``offset`` skips that many
-    matching rows (without ``runs_on`` only)."""
-    if offset and runs_on is not None:
-        raise InvalidRequestError("offset works without runs_on only")
-    arch_value = _arch_filter(arch)
-    found: list[ArtifactInfo] = []
-    with farm.session() as session:
-        # Compatibility is decided per row in Python, so keep reading pages until ``limit``
-        # rows pass (portable engines run on every architecture: no SQL filter says it).
-        page = limit if runs_on is None else max(limit, RUNS_ON_PAGE)
-        while len(found) < limit:
-            rows = m.list_artifacts(
-                session,
-                model=model,
-                arch=arch_value,
-                device_class=device_class.lower() if device_class else None,
-                backend=backend,
-                precision=precision,
-                limit=page,
-                offset=offset,
-            )
-            infos = [ArtifactInfo.of(row) for row in rows]
-            found.extend(i for i in infos if runs_on is None or not i.problems_on(runs_on))
-            if len(rows) < page or runs_on is None:
-                break
-            offset += page
-    return found[:limit]
-
-
-def get_artifact(farm: Farm, ref: str) -> ArtifactInfo:
-    with farm.session() as session:
-        return ArtifactInfo.of(_resolve_artifact(session, ref))
-
-
-def artifacts_by_id(farm: Farm, artifact_ids: Sequence[str]) -> list[ArtifactInfo]:
-    """The artifacts with these exact ids, in the order given (unknown ids are left out)."""
-    if not artifact_ids:
-        return []
-    with farm.session() as session:
-        stmt = select(m.Artifact).where(m.Artifact.id.in_(list(artifact_ids)))
-        rows = {row.id: ArtifactInfo.of(row) for row in session.scalars(stmt).unique()}
-    return [rows[i] for i in artifact_ids if i in rows]
-
-
-def job_artifact(farm: Farm, job_ref: str) -> ArtifactInfo | None:
-    with farm.session() as session:
-        job = _resolve_job(session, job_ref)
-        return ArtifactInfo.of(job.artifact) if job.artifact is not None else None
-
-
-def download_file_name(artifact: ArtifactInfo) -> str:
-    """The file name a download into a folder gets: made only of safe characters, whatever
-    name the submitter chose (``../../x`` cannot leave the folder)."""
-    return (
-        f"{file_name_part(artifact.model_name)}.{file_name_part(artifact.target.replace('/', '.'))}"
-        ".engine.pt2"
-    )
-
-
-def refuse_to_hand_out(
-    artifact: ArtifactInfo, *, here: DeviceIdentity | None, force: bool, allow_rejected: bool
-) -> None:
-    """The checks every download makes, direct or through the server, before any byte moves:
-    the accuracy gate's verdict (unless ``allow_rejected``), then whether it runs here (unless
-    ``force``)."""
-    if not allow_rejected:
-        refuse_rejected(artifact)
-    if not force:
-        refuse_incompatible(artifact, here)
-
-
-def refuse_rejected(artifact: ArtifactInfo) -> None:
-    """Raise RejectedArtifactError for an engine the accuracy gate rejected."""
-    if artifact.gate == "rejected":
-        raise RejectedArtifactError(
-            f"artifact {artifact.id[:12]} was rejected by the accuracy gate (see `orchestrate "
-            f"results {artifact.id[:12]}`); download it anyway with --allow-rejected"
-        )
-
-
-def refuse_incompatible(artifact: ArtifactInfo, here: DeviceIdentity | None = None) -> None:
-    """Raise IncompatibleArtifactError when ``artifact`` cannot run on ``here`` (default: this
-    machine, the one asking: the CLI and client call the services in their own process)."""
-    import compiler
-
-    problems = artifact.problems_on(here or compiler.local_identity())
-    if problems:
-        raise IncompatibleArtifactError(
-            f"artifact {artifact.id[:12]} ({artifact.backend} engine for {artifact.target}) cannot "
-            f"run on this machine: {'; '.join(problems)}. Use an artifact built for this machine "
-            "(`orchestrate artifacts list --runs-here`), or download it anyway with --force"
-        )
-
-
-def download_artifact(
-    farm: Farm,
-    ref: str,
-    dest: str | Path,
-    *,
-    overwrite: bool = False,
-    force: bool = False,
-    here: DeviceIdentity | None = None,
-    allow_rejected: bool = False,
-) -> Path:
-    """Copy an artifact's engine package to ``dest`` (a file, or a folder to put it in).
-
-    An engine the accuracy gate rejected is refused unless ``allow_rejected``.
-
-    An artifact that cannot run on ``here`` (this machine by default) is refused with the
-    reason, before anything is downloaded, unless ``force``. The download is checked against
-    the sha256 and size the database recorded, written to a temporary file in the same folder
-    and renamed into place. ``dest`` must be a regular file or not exist; an existing file is
-    replaced only with ``overwrite``."""
-    from orchestrator.store import ArtifactCorruptError, ArtifactStoreError, DestinationError
-
-    with farm.session() as session:
-        row = _resolve_artifact(session, ref)
-        artifact = ArtifactInfo.of(row)
-        uri = row.uri
-    refuse_to_hand_out(artifact, here=here, force=force, allow_rejected=allow_rejected)
-    target = Path(dest)
-    if target.is_dir():
-        folder = target
-        target = folder / download_file_name(artifact)
-        if target.parent != folder:  # pragma: no cover - download_file_name has no separators
-            raise InvalidRequestError(f"refusing to write outside {folder}")
-    elif not target.parent.is_dir():
-        raise InvalidRequestError(f"cannot write {target}: the folder {target.parent} does not exist")
-    try:
-        farm.store.get_file(
-            uri,
-            target,
-            expected_sha256=artifact.sha256,
-            overwrite=overwrite,
-            expected_size=artifact.size_bytes,
-        )
-    except DestinationError as exc:
-        raise InvalidRequestError(str(exc)) from None
-    except ArtifactCorruptError as exc:
-        raise FarmError(f"artifact {artifact.id}: {exc}") from None
-    except ArtifactStoreError as exc:
-        raise UnreachableError(
-            f"cannot read artifact {artifact.id} from {redact(farm.settings.artifact_store)}: {exc}"
-        ) from None
-    except OSError as exc:
-        # The store's own failures are ArtifactStoreErrors: this one is about the local path.
-        raise InvalidRequestError(f"cannot write {target}: {exc.strerror or exc}") from None
-    return target
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """One stored object re-hashed against its database row; ``problem`` is None when intact."""
-
-    kind: str  # "artifact" or "model"
-    id: str
-    uri: str
-    problem: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
-
-
-def verify_objects(farm: Farm, refs: Sequence[str] = (), *, everything: bool = False) -> list[VerifyResult]:
-    """Re-hash the store objects of the given artifacts (or, with ``everything``, of every
-    artifact and model) against the sha256 and size the database recorded."""
-    from orchestrator.store import ArtifactStoreError
-
-    if not refs and not everything:
-        raise InvalidRequestError("name the artifacts to verify, or pass --all")
-    with farm.session() as session:
-        if everything:
-            artifacts = list(session.scalars(select(m.Artifact).order_by(m.Artifact.created_at)).unique())
-            model_rows = list(session.scalars(select(m.Model)))
-        else:
-            artifacts = [_resolve_artifact(session, ref) for ref in refs]
-            model_rows = []
-        work = [("artifact", a.id, a.uri, a.sha256, a.size_bytes) for a in artifacts]
-        work += [("model", r.id, r.uri, r.sha256, r.size_bytes) for r in model_rows]
-    found = []
-    for kind, row_id, uri, sha, size in work:
-        try:
-            problem = farm.store.verify(uri, sha, size)
-        except ArtifactStoreError as exc:
-            raise UnreachableError(
-                f"cannot read {kind} {row_id} from {redact(farm.settings.artifact_store)}: {exc}"
-            ) from None
-        found.append(VerifyResult(kind, row_id, redact(uri), problem))
-    return found
-
-
-def results(farm: Farm, ref: str) -> list[ValidationInfo]:
-    """Validation results of a job or of an artifact (either id works)."""
-    with farm.session() as session:
-        try:
-            job = _resolve_job(session, ref)
-        except NotFoundError:
-            artifact = _resolve_artifact(session, ref)
-            return [ValidationInfo.of(row) for row in artifact.validation_results]
-        if job.artifact is None:
-            return []
-        # A cached job has no rows of its own: its evidence is the artifact's.
-        return [ValidationInfo.of(row) for row in job.artifact.validation_results]
-
-
-def results_of_artifacts(farm: Farm, artifact_ids: Sequence[str]) -> dict[str, list[ValidationInfo]]:
-    """The validation results of many artifacts (by exact id) in one query per
-    ``RESULTS_BATCH`` ids: ``{artifact_id: [results]}``, every id present."""
-    found: dict[str, list[ValidationInfo]] = {artifact_id: [] for artifact_id in artifact_ids}
-    ids = list(found)
-    with farm.session() as session:
-        for start in range(0, len(ids), RESULTS_BATCH):
-            batch = ids[start : start + RESULTS_BATCH]
-            stmt = (
-                select(m.ValidationResult)
-                .where(m.ValidationResult.artifact_id.in_(batch))
-                .order_by(m.ValidationResult.artifact_id, m.ValidationResult.created_at, m.ValidationResult.id)
-            )
-            for row in session.scalars(stmt):
-                found[row.artifact_id].append(ValidationInfo.of(row))
-    return found
-
-
-#: Ids per ``IN (...)`` list: well under SQLite's 32,766 bound parameters.
-RESULTS_BATCH = 500
-
-
-@dataclass(frozen=True)
-class ArtifactGroup:
-    """A model's artifacts of one (target, backend, precision): how many, their gate verdicts,
-    and the newest one."""
-
-    arch: str
-    device_class: str | None
-    target: str
-    backend: str
-    precision: str
-    count: int
-    accepted: int
-    rejected: int
-    newest_id: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def artifact_groups(farm: Farm, model: str) -> list[ArtifactGroup]:
-    """Every (target, backend, precision) ``model`` has artifacts for, by target, backend,
-    precision: counted in the database from one index (migration 0005) in two queries, however
-    many artifacts there are."""
-    a = m.Artifact
-    keys = (a.arch, a.device_class, a.backend, a.precision)
-    with farm.session() as session:
-        ids = m.model_ids_matching(session, model)
-        if not ids:
-            return []
-        counts = session.execute(
-            select(
-                *keys,
-                func.count(),
-                func.count(case((a.gate == "accepted", 1))),
-                func.count(case((a.gate == "rejected", 1))),
-                func.max(a.created_at),
-            )
-            .where(a.model_id.in_(ids))
-            .group_by(*keys)
-        ).all()
-        # The newest of each group: the rows at one of the groups' newest times (a window
-        # function would rank every row; this reads a handful), kept where the time is their
-        # own group's, the highest id breaking a tie as in list_artifacts' order.
-        newest_at = {tuple(row[:4]): row[7] for row in counts}
-        newest: dict[tuple[Any, ...], str] = {}
-        candidates = session.execute(
-            select(*keys, a.created_at, a.id)
-            .where(a.model_id.in_(ids), a.created_at.in_(sorted(set(newest_at.values()))))
-        ).all()
-        for *key, created_at, artifact_id in candidates:
-            group = tuple(key)
-            if newest_at.get(group) == created_at and artifact_id > newest.get(group, ""):
-                newest[group] = artifact_id
-    groups = [
-        ArtifactGroup(
-            arch=arch,
-            device_class=device_class,
-            target=Target(arch, device_class).label,
-            backend=backend,
-            precision=precision,
-            count=int(count),
-            accepted=int(accepted),
-            rejected=int(rejected),
-            newest_id=newest[(arch, device_class, backend, precision)],
-        )
-        for arch, device_class, backend, precision, count, accepted, rejected, _ in counts
-    ]
-    return sorted(groups, key=lambda g: (g.target, g.backend, g.precision))
-
-
-def list_workers(farm: Farm, *, include_offline: bool = True) -> list[WorkerInfo]:
-    now = m.utcnow()
-    with farm.session() as session:
-        rows = session.scalars(select(m.Worker).order_by(m.Worker.name))
-        infos = [WorkerInfo.of(row, now) for row in rows]
-    return [w for w in infos if include_offline or w.live]
+# Queries and artifact hand-out have modules of their own; their names stay importable here.
+from orchestrator.artifacts import (  # noqa: E402
+    VerifyResult,
+    download_artifact,
+    download_file_name,
+    refuse_incompatible,
+    refuse_rejected,
+    refuse_to_hand_out,
+    verify_objects,
+)
+from orchestrator.queries import (  # noqa: E402
+    RUNS_ON_PAGE,
+    get_artifact,
+    get_job,
+    get_jobs,
+    job_artifact,
+    list_artifacts,
+    list_jobs,
+    list_workers,
+    resolve_artifact,
+    resolve_job,
+    results,
+)
 
 
 # ------------------------------------------------------------------------------------ control
 def cancel(farm: Farm, ref: str) -> JobInfo:
     """Cancel a queued or running job; the worker finds the state and stops or discards it."""
     with farm.session() as session:
-        job = _resolve_job(session, ref)
+        job = resolve_job(session, ref)
         if job.state.is_final:
             raise InvalidStateError(f"job {job.id} already {job.state.value}; nothing to cancel")
         was_running = job.state == m.JobState.RUNNING
@@ -1212,13 +803,18 @@ def reap_stale(farm: Farm, *, max_attempts: int = lifecycle.MAX_ATTEMPTS) -> lis
     outcomes: list[tuple[str, str]] = []
     requeued: list[tuple[str, str, str]] = []
     with farm.session() as session:
-        live = {w.name for w in _live_workers(session, now)}
+        workers = {w.name: w for w in session.scalars(select(m.Worker))}
+        live = {name for name, row in workers.items() if is_live(row, now)}
         running = session.execute(
             select(m.Job.id, m.Job.worker_name, m.Job.attempts, m.Job.queue, m.Job.started_at)
             .where(m.Job.state == m.JobState.RUNNING)
         ).all()
         for job_id, worker, attempts, queue, started in running:
-            if worker is None or worker in live or (started is not None and now - started < LIVE_WINDOW):
+            if worker is None or worker in live:
+                continue
+            # a claim just made by a worker whose row is not written yet is not a lost job
+            window = live_window(workers[worker]) if worker in workers else LIVE_WINDOW
+            if started is not None and now - started < window:
                 continue
             task_id = uuid.uuid4().hex
             outcome = lifecycle.reap(session, job_id, worker, task_id, now, max_attempts=max_attempts, attempts=attempts or 0)
@@ -1243,7 +839,7 @@ def _revoke(farm: Farm, task_id: str, *, terminate: bool) -> None:
 def retry(farm: Farm, ref: str) -> JobInfo:
     """Run a failed or cancelled job again, as a new attempt of the same job."""
     with farm.session() as session:
-        job = _resolve_job(session, ref)
+        job = resolve_job(session, ref)
         if job.state not in (m.JobState.FAILED, m.JobState.CANCELLED):
             raise InvalidStateError(
                 f"job {job.id} is {job.state.value}; only failed or cancelled jobs can be retried"
@@ -1268,7 +864,7 @@ NO_WORKER_CHECK_INTERVAL = 5.0
 class NoWorkerError(FarmError):
     """A wait without a timeout on a queued job that no live worker serves: it would never end."""
 
-    exit_code = EXIT_UNREACHABLE
+    kind = "no_worker"
 
     def __init__(self, job: JobInfo) -> None:
         self.job = job

@@ -52,8 +52,9 @@ _LIMIT_KEYS = (
     "api_max_wait",
     "api_token_cache_seconds",
 )
-# What a worker exposes about itself: a Prometheus port (unset: no endpoint) and its log format.
-_OBSERVABILITY_KEYS = ("metrics_port", "log_format")
+# What a worker exposes about itself: a Prometheus port (unset: no endpoint), its log format and
+# how often it heartbeats.
+_OBSERVABILITY_KEYS = ("metrics_port", "log_format", "heartbeat_interval")
 _FILE_KEYS = frozenset(("home", *_URL_KEYS, *_LIMIT_KEYS, *_OBSERVABILITY_KEYS))
 
 # Query parameters whose values are credentials in the URL forms we accept (S3, Redis, SQL).
@@ -90,6 +91,10 @@ class Settings(BaseModel):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     #: ``text`` (Celery's lines with ``[job <id>]``) or ``json`` (one object per line).
     log_format: Literal["text", "json"] = "text"
+    #: seconds between a worker's heartbeats; it counts as gone after missing three, and then
+    #: another worker's reaper queues its running jobs again (the worker records its interval,
+    #: so everyone judges it by its own)
+    heartbeat_interval: float = Field(default=10.0, gt=0)
     # `orchestrate serve`: requests per second each API token may make on average (0: no
     # limit), how many it may make at once above that, the longest a long-poll wait holds,
     # and how long a token found valid is believed without asking the database again (so a
@@ -145,6 +150,7 @@ class Settings(BaseModel):
             "max_spec_bytes": str(self.max_spec_bytes),
             "metrics_port": "(off)" if self.metrics_port is None else str(self.metrics_port),
             "log_format": self.log_format,
+            "heartbeat_interval": f"{self.heartbeat_interval:g} s",
             "api_rate_limit": f"{self.api_rate_limit:g}/s" if self.api_rate_limit else "off",
             "api_rate_burst": str(self.api_rate_burst),
             "api_max_wait": f"{self.api_max_wait:g} s",
@@ -166,7 +172,7 @@ def _embedded_urls(home: Path) -> dict[str, str]:
 def environment_variables() -> frozenset[str]:
     """Every ``ORCHESTRATE_*`` variable :func:`load_settings` reads (deployment files are
     checked against this set, so a renamed setting cannot silently break one)."""
-    keys = ("home", "config", *_URL_KEYS, *_LIMIT_KEYS, *_OBSERVABILITY_KEYS)
+    keys = ("home", "config", *_URL_KEYS, *(f"{key}_file" for key in _URL_KEYS), *_LIMIT_KEYS, *_OBSERVABILITY_KEYS)
     return frozenset(ENV_PREFIX + key.upper() for key in keys)
 
 
@@ -212,6 +218,23 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return {key: value for key, value in section.items() if key in _FILE_KEYS}
 
 
+def _secret_file(environ: os._Environ[str] | dict[str, str], key: str) -> str | None:
+    """The value of ``ORCHESTRATE_<KEY>_FILE``'s file (a mounted Docker or Kubernetes secret), so
+    a URL with credentials need not sit in the environment; the variable itself wins if set."""
+    path_text = _env(environ, f"{key}_file")
+    if path_text is None:
+        return None
+    path = Path(path_text).expanduser()
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        # the message names the file, never its content
+        raise SettingsError(f"{ENV_PREFIX}{key.upper()}_FILE: cannot read {path}: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+    if not value:
+        raise SettingsError(f"{ENV_PREFIX}{key.upper()}_FILE: {path} is empty")
+    return value
+
+
 def load_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
     """Build settings from ``environ`` (default ``os.environ``) and the TOML file it selects."""
     environ = os.environ if environ is None else environ
@@ -230,6 +253,10 @@ def load_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> S
         if isinstance(store, str) and "://" not in store and not Path(store).is_absolute():
             values["artifact_store"] = str((config_file.parent / store).absolute())
 
+    for key in _URL_KEYS:
+        secret = _secret_file(environ, key)
+        if secret is not None:
+            values[key] = secret
     for key in (*_URL_KEYS, *_LIMIT_KEYS, *_OBSERVABILITY_KEYS):
         env_value = _env(environ, key)
         if env_value is not None:

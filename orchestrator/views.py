@@ -235,14 +235,22 @@ class WorkerInfo:
             queues=list(row.queues or []),
             capabilities=dict(row.capabilities or {}),
             state=row.state.value,
-            live=_is_live(row, now),
+            live=is_live(row, now),
             started_at=_iso(row.started_at),
             last_heartbeat=_iso(row.last_heartbeat),
         )
 
 
-def _is_live(row: m.Worker, now: datetime) -> bool:
-    return row.state == m.WorkerState.ONLINE and now - row.last_heartbeat <= LIVE_WINDOW
+def live_window(row: m.Worker) -> timedelta:
+    """Three of the worker's own heartbeat intervals (recorded at registration), else
+    :data:`LIVE_WINDOW`."""
+    interval = (row.capabilities or {}).get("heartbeat_interval")
+    return timedelta(seconds=3 * float(interval)) if interval else LIVE_WINDOW
+
+
+def is_live(row: m.Worker, now: datetime) -> bool:
+    return row.state == m.WorkerState.ONLINE and now - row.last_heartbeat <= live_window(row)
+
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,8 +22,8 @@ from sqlalchemy import update
 
 from orchestrator import models as m
 from orchestrator.routing import RoutingError, parse_queue
-from orchestrator.services import HEARTBEAT_INTERVAL, Farm, InvalidRequestError, UnreachableError
-from orchestrator.settings import redact
+from orchestrator.services import Farm, InvalidRequestError, UnreachableError
+from orchestrator.settings import redact, scrub
 from workers.capabilities import Capabilities, detect
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,13 @@ def register(farm: Farm, plan: WorkerPlan) -> None:
         row.arch = caps.arch
         row.device_class = caps.device_class
         row.queues = list(plan.queues)
-        row.capabilities = {**caps.to_dict(), "concurrency": plan.concurrency, "pool": plan.pool}
+        row.capabilities = {
+            **caps.to_dict(),
+            "concurrency": plan.concurrency,
+            "pool": plan.pool,
+            # others judge this worker's liveness by its own interval (views.live_window)
+            "heartbeat_interval": farm.settings.heartbeat_interval,
+        }
         row.started_at = now
         row.last_heartbeat = now
         row.state = m.WorkerState.ONLINE
@@ -136,14 +143,61 @@ def mark_offline(farm: Farm, name: str) -> None:
         )
 
 
+#: what brokers answer to a wrong password or user (Redis 6+: WRONGPASS, older: NOAUTH/ERR)
+_AUTH_REFUSALS = ("wrongpass", "noauth", "invalid username-password", "invalid password", "authentication")
+
+
+def check_broker_credentials(farm: Farm) -> None:
+    """Refuse to start when the broker rejects our credentials: retrying would never help, and a
+    worker that heartbeats without consuming makes submitters believe its queues are served.
+    An unreachable broker is left to Celery, which retries until it is back."""
+    app = farm.app
+    if app.conf.task_always_eager:
+        return
+    connection = app.connection_for_read()
+    try:
+        connection.ensure_connection(max_retries=0, interval_start=0, interval_step=0, timeout=5)
+    except Exception as exc:  # kombu raises many types; only a refusal of the password matters
+        chain: list[BaseException] = []
+        current: BaseException | None = exc
+        while current is not None and len(chain) < 10:
+            chain.append(current)
+            current = current.__cause__ or current.__context__
+        refusal = next(
+            (
+                e for e in chain
+                if "authentication" in type(e).__name__.lower()
+                or any(word in str(e).lower() for word in _AUTH_REFUSALS)
+            ),
+            None,
+        )
+        untrusted = next((e for e in chain if "certificate verify failed" in str(e).lower()), None)
+        if untrusted is not None:
+            raise UnreachableError(
+                f"the broker at {redact(farm.settings.broker_url)} presented a TLS certificate this "
+                f"worker does not trust ({scrub(str(untrusted), farm.settings.broker_url)}); name the CA "
+                "in ORCHESTRATE_BROKER_URL (rediss://...?ssl_cert_reqs=required&ssl_ca_certs=/path/ca.pem)"
+            ) from None
+        if refusal is not None:
+            raise UnreachableError(
+                f"the broker at {redact(farm.settings.broker_url)} refused this worker's credentials "
+                f"({scrub(str(refusal), farm.settings.broker_url)}); fix the user or password in "
+                "ORCHESTRATE_BROKER_URL"
+            ) from None
+        log.warning("the broker at %s is not reachable yet (%s); the worker will keep trying",
+                    redact(farm.settings.broker_url), scrub(str(exc), farm.settings.broker_url))
+    finally:
+        connection.release()
+
+
 class Heartbeat(threading.Thread):
     """Refreshes the worker's ``last_heartbeat`` until stopped; survives database outages."""
 
-    def __init__(self, farm: Farm, name: str, interval: float = HEARTBEAT_INTERVAL) -> None:
+    def __init__(self, farm: Farm, name: str, interval: float | None = None) -> None:
         super().__init__(name=f"heartbeat-{name}", daemon=True)
         self.farm = farm
         self.worker_name = name
-        self.interval = interval
+        self.interval = interval or farm.settings.heartbeat_interval
         self._stop_event = threading.Event()
 
     def beat(self) -> None:
@@ -161,16 +215,20 @@ class Heartbeat(threading.Thread):
         from orchestrator.services import reap_stale
 
         beats = 0
+        # A worker that could not reach the database cannot tell a dead peer from one that
+        # lost the database too: it reaps again only after a whole live window of good beats.
+        reap_after = 0.0
         while not self._stop_event.wait(self.interval):
             beats += 1
             try:
                 self.beat()
-                if beats % self.REAP_EVERY == 0:
+                if beats % self.REAP_EVERY == 0 and time.monotonic() >= reap_after:
                     for job_id, outcome in reap_stale(self.farm):
                         log.warning("job %s: its worker stopped heartbeating; now %s", job_id, outcome)
             except UnreachableError as exc:
                 # The worker keeps compiling; it shows as gone until the database is back.
                 log.warning("heartbeat failed: %s", exc)
+                reap_after = time.monotonic() + 3 * self.interval
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -194,6 +252,7 @@ def run_worker(
     app = farm.app
     check_fork_safe(plan.pool)
     logs.install(log_format or farm.settings.log_format)
+    check_broker_credentials(farm)
     register(farm, plan)
     heartbeat = Heartbeat(farm, plan.name)
     heartbeat.start()

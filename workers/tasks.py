@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import OperationalError as DBOperationalError
@@ -46,6 +46,9 @@ from orchestrator.store import (
 log = logging.getLogger(__name__)
 
 MAX_TRANSIENT_RETRIES = 6
+#: How long a worker holding a finished build keeps trying to record it while the database is
+#: unreachable (the build is done and stored; compiling it again would cost more than waiting).
+RECORD_PATIENCE_SECONDS = 600.0
 # A twin job's compile may take as long as the hard time limit; poll for its result this often.
 TWIN_POLL_SECONDS = 2.0
 
@@ -56,6 +59,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     UnreachableError,
     OSError,
 )
+
+
+class Superseded(Exception):
+    """The job was cancelled (or taken over) while this worker was building it."""
 
 
 class TwinInProgress(Exception):
@@ -104,6 +111,24 @@ class Claim:
 def backoff_seconds(retries: int) -> float:
     """1, 2, 4, ... 60 s with jitter, so workers that lost the database don't return in step."""
     return min(60.0, 2.0**retries) * random.uniform(0.8, 1.2)
+
+
+def with_backoff(write: Callable[[], Any], what: str, patience: float | None = None) -> Any:
+    """Run the database ``write``, retrying with :func:`backoff_seconds` while the database is
+    unreachable, for up to ``patience`` seconds (default :data:`RECORD_PATIENCE_SECONDS`);
+    then the last error propagates."""
+    deadline = time.monotonic() + (RECORD_PATIENCE_SECONDS if patience is None else patience)
+    attempt = 0
+    while True:
+        try:
+            return write()
+        except (UnreachableError, DBOperationalError) as exc:
+            delay = backoff_seconds(attempt)
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: the database is unreachable (%s); trying again in %.1f s", what, exc, delay)
+            time.sleep(delay)
+            attempt += 1
 
 
 def _lock_model(session: Any, model_id: str) -> None:
@@ -218,8 +243,18 @@ class PhaseRecorder:
     def __call__(self, phase: str) -> None:
         self._close_phase()
         self._phase = phase
-        with self.farm.session() as session:
-            lifecycle.progress(session, self.job_id, self.worker, phase, dict(self.timings))
+        try:
+            with self.farm.session() as session:
+                held = lifecycle.progress(session, self.job_id, self.worker, phase, dict(self.timings))
+        except UnreachableError as exc:
+            # The phase is for people watching; the build goes on and its outcome is recorded
+            # with backoff once the database is back.
+            log.warning("job %s: could not record phase %s: %s", self.job_id, phase, exc)
+            return
+        if not held:
+            # Cancelled or reaped meanwhile: stop at this phase boundary, on every broker
+            # (the embedded one cannot revoke a running task).
+            raise Superseded(f"job {self.job_id} is no longer held by {self.worker}")
 
     def _close_phase(self) -> None:
         now = time.perf_counter()
@@ -234,8 +269,11 @@ class PhaseRecorder:
 
 
 def _fail(farm: Farm, job_id: str, worker: str, kind: str, message: str, timings: dict[str, float]) -> None:
-    with farm.session() as session:
-        lifecycle.fail(session, job_id, worker, kind, message, m.utcnow(), timings)
+    def write() -> None:
+        with farm.session() as session:
+            lifecycle.fail(session, job_id, worker, kind, message, m.utcnow(), timings)
+
+    with_backoff(write, f"job {job_id}: recording failure {kind}")
 
 
 def _record_success(
@@ -381,6 +419,9 @@ def run_job(
             # generated from the recorded seed; latency and memory rows follow
             validation = compiler.validate(compiled, program, spec, seed=work.seed, data=validation_path)
             report = compiled.report.to_dict()
+    except Superseded:
+        log.info("job %s was cancelled or taken over; its build stopped", job_id)
+        return {"job_id": job_id, "outcome": "discarded"}
     except compiler.CompilerError as exc:
         _fail(farm, job_id, worker, exc.kind, str(exc), recorder.stop())
         return {"job_id": job_id, "outcome": "failed", "error_kind": exc.kind}
@@ -405,18 +446,21 @@ def run_job(
     timings = recorder.stop()
     # The compiler measures its own phases more precisely than the progress callbacks can.
     timings.update({k: round(float(v), 6) for k, v in report.get("timings", {}).items()})
-    artifact_id = _record_success(
-        farm,
-        work,
-        worker,
-        uri=stored.uri,
-        sha256=stored.sha256,
-        size=stored.size,
-        report=report,
-        validation=list(validation),
-        timings=timings,
-        built_on=built_on,
-        engine_requirements=needs,
+    artifact_id = with_backoff(
+        lambda: _record_success(
+            farm,
+            work,
+            worker,
+            uri=stored.uri,
+            sha256=stored.sha256,
+            size=stored.size,
+            report=report,
+            validation=list(validation),
+            timings=timings,
+            built_on=built_on,
+            engine_requirements=needs,
+        ),
+        f"job {job_id}: recording its artifact",
     )
     outcome = "succeeded" if artifact_id is not None else "discarded"
     return {"job_id": job_id, "outcome": outcome, "artifact_id": artifact_id}
@@ -455,7 +499,40 @@ def _farm_of(task: Task) -> Farm:
     return farm_for(settings)
 
 
-@shared_task(name=COMPILE_TASK, bind=True, max_retries=MAX_TRANSIENT_RETRIES)
+class CompileTask(Task):
+    """The compile task's class: what happens to the job row when Celery itself ends a task."""
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        # Celery calls this in the worker's main process when the hard time limit killed the
+        # pool process: nothing in the task ran to record it, and the worker is alive, so no
+        # reaper would either. (The soft limit lands here only when it struck outside the
+        # build, e.g. while the outcome waited for the database.) The job answers to this
+        # message id only while it is its attempt.
+        if not isinstance(exc, TimeLimitExceeded | SoftTimeLimitExceeded) or not args:
+            return
+        job_id = str(args[0])
+        farm = _farm_of(self)
+        if isinstance(exc, TimeLimitExceeded):
+            limit = farm.settings.hard_time_limit
+            message = f"the compile ran past the hard time limit of {limit:g} s and its process was killed"
+        else:
+            message = f"the job ran past the soft time limit of {farm.settings.soft_time_limit:g} s"
+
+        def write() -> None:
+            with farm.session() as session:
+                job = session.get(m.Job, job_id)
+                if job is None or job.state != m.JobState.RUNNING or job.celery_task_id not in (None, task_id):
+                    return
+                if job.worker_name is not None:
+                    lifecycle.fail(session, job_id, job.worker_name, "timeout", message, m.utcnow(), dict(job.phase_timings or {}))
+
+        try:
+            with_backoff(write, f"job {job_id}: recording the hard time limit", patience=60.0)
+        except TRANSIENT_ERRORS as error:
+            log.error("job %s: could not record the hard time limit: %s", job_id, error)
+
+
+@shared_task(name=COMPILE_TASK, bind=True, base=CompileTask, max_retries=MAX_TRANSIENT_RETRIES)
 def compile_job(self: Task, job_id: str) -> dict[str, Any]:
     """Build the engine of one job (see the module docstring for the guarantees)."""
     farm = _farm_of(self)
@@ -470,13 +547,19 @@ def compile_job(self: Task, job_id: str) -> dict[str, Any]:
             time.sleep(TWIN_POLL_SECONDS)
         raise self.retry(countdown=TWIN_POLL_SECONDS, max_retries=None) from None
     except TRANSIENT_ERRORS as exc:
-        if self.request.retries >= MAX_TRANSIENT_RETRIES:
+        database_down = isinstance(exc, UnreachableError | DBOperationalError)
+        if self.request.retries >= MAX_TRANSIENT_RETRIES and not database_down:
             log.error("job %s: giving up after %d retries: %s", job_id, self.request.retries, exc)
             try:
                 _fail(farm, job_id, worker, "infrastructure_error", str(exc), {})
             except TRANSIENT_ERRORS:
-                log.error("job %s: could not record the failure either", job_id)
+                # Dropping the message now would leave the row running for good: keep it
+                # coming back until the database can take the job's outcome.
+                log.error("job %s: could not record the failure either; trying again later", job_id)
+                raise self.retry(exc=exc, countdown=backoff_seconds(MAX_TRANSIENT_RETRIES), max_retries=None) from None
             raise
+        # While the database is down nothing can be recorded, so giving up would lose the job:
+        # its message keeps coming back, at most a minute apart, until the database answers.
         delay = backoff_seconds(self.request.retries)
         log.warning("job %s: transient error (%s); retrying in %.1f s", job_id, exc, delay)
-        raise self.retry(exc=exc, countdown=delay) from None
+        raise self.retry(exc=exc, countdown=delay, max_retries=None if database_down else MAX_TRANSIENT_RETRIES) from None

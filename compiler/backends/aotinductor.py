@@ -36,7 +36,7 @@ from torch import fx
 
 from compiler.backends.base import Backend, EngineMeta, EngineRunner, FxPartition, TensorMeta
 from compiler.errors import BackendError, InputMismatchError
-from compiler.identity import DeviceIdentity, EngineRequirements
+from compiler.identity import DeviceClass, DeviceIdentity, EngineRequirements
 from compiler.spec import CompileSpec
 
 _REDUCED = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -96,6 +96,15 @@ class AOTInductorBackend(Backend):
             )
         if _options(spec).cuda_graphs and spec.device == "cpu":
             raise BackendError("aotinductor.cuda_graphs needs device cuda")
+
+    def check_target(self, spec: CompileSpec, arch: str, device_class: DeviceClass | None) -> None:
+        super().check_target(spec, arch, device_class)
+        self.check_spec(spec)
+        if spec.precision == "bf16" and device_class is not None and not device_class.capability_at_least(8, 0):
+            raise BackendError(
+                f"precision bf16 needs a GPU of compute capability 8.0 or later (Ampere); "
+                f"{device_class.name} ({device_class.description}) is {device_class.compute_capability}: use fp16"
+            )
 
     def device_tied(self, device: str) -> bool:
         return device.startswith("cuda")

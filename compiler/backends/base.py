@@ -18,7 +18,8 @@ import torch
 from pydantic import BaseModel
 from torch import fx
 
-from compiler.identity import DeviceIdentity, EngineRequirements
+from compiler.errors import BackendError
+from compiler.identity import DeviceClass, DeviceIdentity, EngineRequirements
 
 if TYPE_CHECKING:
     from compiler.spec import CompileSpec
@@ -171,8 +172,26 @@ class Backend(ABC):
 
     def check_spec(self, spec: CompileSpec) -> None:
         """Raise a BackendError when the backend cannot serve ``spec`` at all (precision,
-        device); called before anything is compiled. The default accepts every spec."""
+        device); called before anything is compiled, on the machine that compiles, so it may
+        also ask this machine's libraries. The default accepts every spec."""
         return None
+
+    def check_target(self, spec: CompileSpec, arch: str, device_class: DeviceClass | None) -> None:
+        """Raise a BackendError when ``spec`` can never be built for the target ``arch`` /
+        ``device_class`` (None: any machine of ``arch``), judged from the spec and the
+        device-class table alone, never from the machine asking (``submit`` runs this for
+        targets it is not). Backends add their own rules; these hold for every backend."""
+        if spec.device.startswith("dla"):
+            if device_class is None or not device_class.dla_cores:
+                where = f"device class {device_class.name} has none" if device_class else "give a Jetson --device-class"
+                raise BackendError(f"device {spec.device} needs a target with DLA cores ({where}; xavier and orin have them)")
+            index = int(spec.device.partition(":")[2] or 0)
+            if index >= device_class.dla_cores:
+                raise BackendError(
+                    f"device {spec.device}: {device_class.name} has DLA cores 0..{device_class.dla_cores - 1}"
+                )
+        if device_class is not None and device_class.arch is not None and device_class.arch != arch:
+            raise BackendError(f"device class {device_class.name} is an {device_class.arch} machine, not {arch}")
 
     def supports_dtype(self, dtype: torch.dtype, spec: CompileSpec) -> bool:
         """Whether engine tensors of ``dtype`` can cross into and out of this backend."""

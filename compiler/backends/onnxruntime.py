@@ -18,6 +18,7 @@ import torch
 
 from compiler.backends.base import Backend, Calibration, EngineMeta, EngineRunner, TensorMeta
 from compiler.errors import BackendError
+from compiler.identity import DeviceClass
 from compiler.spec import CompileSpec
 
 _NUMPY_OF = {
@@ -69,6 +70,23 @@ class OnnxRuntimeBackend(Backend):
         """fp16 is accepted on a cuda device where ONNX Runtime's CUDAExecutionProvider is
         installed (onnxruntime-gpu); the engine is the fp16 model :func:`convert_to_fp16`
         makes, with float32 inputs and outputs."""
+        self._check_rules(spec)
+        # this machine's providers: asked only where the engine is built
+        try:
+            _providers(spec.device)
+        except BackendError as exc:
+            if spec.precision == "fp16":
+                raise BackendError(f"precision fp16 with onnxruntime runs on its CUDA provider: {exc}") from None
+            raise
+
+    def check_target(self, spec: CompileSpec, arch: str, device_class: DeviceClass | None) -> None:
+        super().check_target(spec, arch, device_class)
+        self._check_rules(spec)
+
+    def _check_rules(self, spec: CompileSpec) -> None:
+        """What onnxruntime never builds, on any machine."""
+        if spec.device.startswith("dla"):
+            raise BackendError("DLA devices need the tensorrt backend")
         if spec.precision in ("fp16", "bf16") and not spec.device.startswith("cuda"):
             raise BackendError(
                 f"precision {spec.precision} with onnxruntime needs device cuda: the CPU provider "
@@ -77,12 +95,6 @@ class OnnxRuntimeBackend(Backend):
             )
         if spec.precision == "bf16":
             raise BackendError("precision bf16 is supported by the tensorrt backend only; use fp16 with onnxruntime")
-        try:
-            _providers(spec.device)
-        except BackendError as exc:
-            if spec.precision == "fp16":
-                raise BackendError(f"precision fp16 with onnxruntime runs on its CUDA provider: {exc}") from None
-            raise
 
     def supports_dtype(self, dtype: torch.dtype, spec: CompileSpec) -> bool:
         # numpy, through which ORT's Python API exchanges tensors, has no bfloat16

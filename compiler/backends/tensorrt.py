@@ -43,6 +43,7 @@ from compiler.backends.tensorrt_config import (
 from compiler.backends.tensorrt_ops import SUPPORTED_OP_NAMES, check_model
 from compiler.errors import BackendError, BackendUnavailableError, InputMismatchError
 from compiler.identity import (
+    DeviceClass,
     DeviceIdentity,
     EngineRequirements,
     IncompatibleEngineError,
@@ -172,6 +173,22 @@ class TensorRTBackend(Backend):
 
     def device_tied(self, device: str) -> bool:
         return True  # a plan runs on the GPU generation (and TensorRT version) that built it
+
+    def check_target(self, spec: CompileSpec, arch: str, device_class: DeviceClass | None) -> None:
+        super().check_target(spec, arch, device_class)
+        if device_class is None:
+            return
+        # TensorRT's precision support by compute capability (its support matrix)
+        if spec.precision == "bf16" and not device_class.capability_at_least(8, 0):
+            raise BackendError(
+                f"precision bf16 needs compute capability 8.0 or later (Ampere); {device_class.name} "
+                f"({device_class.description}) is {device_class.compute_capability}: use fp16"
+            )
+        if spec.precision == "int8" and not device_class.capability_at_least(6, 1):
+            raise BackendError(
+                f"precision int8 needs compute capability 6.1 or later; {device_class.name} "
+                f"({device_class.description}) is {device_class.compute_capability}: use fp16"
+            )
 
     def requirements(self, meta: EngineMeta, built_on: DeviceIdentity) -> EngineRequirements:
         return engine_requirements(meta.extra, built_on.arch)

@@ -42,11 +42,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _exit_code_for(exc: BaseException) -> tuple[int, str] | None:
     """Map an exception to (exit code, message) for the errors a user can meet; else None."""
-    from orchestrator.services import EXIT_UNREACHABLE, EXIT_USAGE, FarmError
+    from orchestrator.cli.exit_codes import (
+        EXIT_JOB_FAILED,
+        EXIT_UNREACHABLE,
+        EXIT_USAGE,
+        exit_code_of,
+    )
+    from orchestrator.errors import FarmError
     from orchestrator.settings import SettingsError, redact, scrub
 
     if isinstance(exc, FarmError):
-        return exc.exit_code, str(exc)
+        return exit_code_of(exc), str(exc)
     if isinstance(exc, SettingsError):
         return EXIT_USAGE, str(exc)
     # Only look at libraries that are already loaded: an error cannot come from one that is not.
@@ -69,10 +75,11 @@ def _exit_code_for(exc: BaseException) -> tuple[int, str] | None:
     if store is not None and isinstance(exc, store.ArtifactStoreUnavailableError):
         return EXIT_UNREACHABLE, str(exc)
     if store is not None and isinstance(exc, store.ArtifactStoreError):
-        return 1, str(exc)
+        return EXIT_JOB_FAILED, str(exc)
     compiler_errors = sys.modules.get("compiler.errors")
     if compiler_errors is not None and isinstance(exc, compiler_errors.CompilerError):
-        return EXIT_USAGE, f"{exc.kind}: {exc}"
+        # a bad spec or model is bad usage; a build that failed is not (exit_codes says which)
+        return exit_code_of(exc), f"{exc.kind}: {exc}"
     return None
 
 

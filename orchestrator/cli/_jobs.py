@@ -111,7 +111,7 @@ def follow(
 
 
 def exit_code_for(jobs: Sequence[JobInfo]) -> int:
-    from orchestrator.services import EXIT_CANCELLED, EXIT_JOB_FAILED, EXIT_OK
+    from orchestrator.cli.exit_codes import EXIT_CANCELLED, EXIT_JOB_FAILED, EXIT_OK
 
     states = {job.state for job in jobs}
     if "failed" in states:

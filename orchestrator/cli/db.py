@@ -7,10 +7,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator import db as database
 from orchestrator.cli._common import fail
+from orchestrator.cli.exit_codes import EXIT_UNREACHABLE, EXIT_USAGE
 from orchestrator.settings import SettingsError, get_settings, redact
-
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
 
 
 def _url(url: str | None) -> str:

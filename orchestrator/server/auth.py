@@ -18,9 +18,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from orchestrator import tokens
+from orchestrator.cli.exit_codes import EXIT_UNREACHABLE
 from orchestrator.models import TokenRole
 from orchestrator.server.errors import ApiError, forbidden, unauthenticated
-from orchestrator.services import EXIT_UNREACHABLE, Farm, JobInfo
+from orchestrator.services import Farm, JobInfo
 from orchestrator.tokens import TokenInfo
 
 bearer = HTTPBearer(auto_error=False, description="An API token from `orchestrate tokens create`.")

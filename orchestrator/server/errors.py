@@ -15,10 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator import services
+from orchestrator.cli.exit_codes import EXIT_JOB_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, exit_code_of
 from orchestrator.services import (
-    EXIT_JOB_FAILED,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
     FarmError,
     InvalidRequestError,
     InvalidStateError,
@@ -65,8 +63,8 @@ FARM_ERRORS: list[tuple[type[FarmError], int, str]] = [
 def from_farm_error(exc: FarmError) -> ApiError:
     for cls, status, kind in FARM_ERRORS:
         if isinstance(exc, cls):
-            return ApiError(status, kind, str(exc), exc.exit_code)
-    return ApiError(500, "failed", str(exc), exc.exit_code)
+            return ApiError(status, kind, str(exc), exit_code_of(exc))
+    return ApiError(500, "failed", str(exc), exit_code_of(exc))
 
 
 def unauthenticated() -> ApiError:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 import compiler
 from orchestrator import models as m
 from orchestrator import services
+from orchestrator.cli.exit_codes import EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE, exit_code_of
 from orchestrator.routing import Target
 from orchestrator.services import Farm
 from orchestrator.testing import embedded_settings
@@ -48,7 +49,7 @@ def test_no_warning_when_a_live_worker_serves_the_queue(farm, tiny_model):
 def test_missing_model_file_is_a_usage_error(farm, tmp_path):
     with pytest.raises(services.InvalidRequestError, match="does not exist") as info:
         services.submit(farm, tmp_path / "nope.pt2", [Target("x86_64")], _spec())
-    assert info.value.exit_code == services.EXIT_USAGE
+    assert exit_code_of(info.value) == EXIT_USAGE
 
 
 def test_model_over_the_size_limit_is_refused_before_reading(tmp_path, tiny_model):
@@ -158,7 +159,7 @@ def test_wait_times_out_on_a_job_nobody_builds(farm, tiny_model):
     seen = []
     with pytest.raises(services.WaitTimeoutError, match="still queued") as info:
         services.wait(farm, job.id, timeout=0.3, poll_interval=0.05, on_change=seen.append)
-    assert info.value.exit_code == services.EXIT_TIMEOUT
+    assert exit_code_of(info.value) == EXIT_TIMEOUT
     assert [j.state for j in seen] == ["queued"]
 
 
@@ -169,7 +170,7 @@ def test_unreachable_broker_fails_fast_and_leaves_nothing_behind(tmp_path, tiny_
     with pytest.raises(services.UnreachableError, match="cannot reach the broker") as info:
         services.submit(farm, tiny_model, [Target("x86_64")], _spec())
     assert time.monotonic() - started < 15
-    assert info.value.exit_code == services.EXIT_UNREACHABLE
+    assert exit_code_of(info.value) == EXIT_UNREACHABLE
     assert "nothing was submitted" in str(info.value)
     # No failed job to clean up, and no model row or blob that nothing refers to.
     assert services.list_jobs(farm) == []
