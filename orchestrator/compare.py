@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import services
-from orchestrator.services import ArtifactGroup
+from orchestrator import queries
+from orchestrator.queries import ArtifactGroup
 
 if TYPE_CHECKING:
     from orchestrator.remote import DirectFarm, RemoteFarm
@@ -124,13 +124,13 @@ class ModelComparison:
 
 def model_comparison(farm: Farm, model: str, *, limit: int = 50, offset: int = 0) -> ModelComparison:
     """``model`` (a name, id or sha256) side by side; ``limit`` artifacts from ``offset``."""
-    groups = services.artifact_groups(farm, model)
-    page = services.list_artifacts(farm, model=model, limit=limit, offset=offset) if groups else []
+    groups = queries.artifact_groups(farm, model)
+    page = queries.list_artifacts(farm, model=model, limit=limit, offset=offset) if groups else []
     on_page = {a.id for a in page}
     newest_ids = [g.newest_id for g in groups]
-    others = services.artifacts_by_id(farm, [i for i in newest_ids if i not in on_page])
+    others = queries.artifacts_by_id(farm, [i for i in newest_ids if i not in on_page])
     known = {a.id: a for a in [*page, *others]}
-    results = services.results_of_artifacts(farm, list(known))
+    results = queries.results_of_artifacts(farm, list(known))
     return ModelComparison(
         model=model,
         total=sum(g.count for g in groups),

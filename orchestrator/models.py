@@ -338,7 +338,7 @@ class Artifact(Base):
         # `compare`, `artifacts list --model M`): an ordered walk, so a page reads one page.
         Index("ix_artifacts_model_id_created_at_id", "model_id", "created_at", "id"),
         # A model's builds counted per (target, backend, precision) with their gates and the
-        # newest time, from the index alone (services.artifact_groups).
+        # newest time, from the index alone (queries.artifact_groups).
         Index(
             "ix_artifacts_model_id_groups",
             "model_id", "arch", "device_class", "backend", "precision", "gate", "created_at",
