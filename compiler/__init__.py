@@ -31,6 +31,7 @@ from compiler.identity import (
     detect_identity,
     local_identity,
 )
+from compiler.performance import reset_peak_memory
 from compiler.report import CompileReport
 from compiler.runtime.module import CompiledModule
 from compiler.runtime.serialization import (
@@ -76,6 +77,7 @@ __all__ = [
     "plan",
     "program_requirements",
     "read_manifest",
+    "reset_peak_memory",
     "save",
     "validate",
 ]

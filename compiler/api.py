@@ -30,12 +30,13 @@ from compiler.frontend import (
 )
 from compiler.lowering import LoweringSettings, lower
 from compiler.partitioning import PartitionPlan, RegistryOperatorSupport, partition
+from compiler.performance import reset_peak_memory
 from compiler.report import CompileReport
 from compiler.runtime.engine_op import EXECUTE_ENGINE, acquire_engine, release_engine
 from compiler.runtime.module import CompiledModule, random_tensor
 from compiler.runtime.shapes import ShapeExpressionError, dim_to_expr, eval_expr, expr_text
 from compiler.spec import CompileSpec
-from compiler.validation import check_gate, gate_failures, sample_inputs
+from compiler.validation import check_gate, gate_failures, performance_results, sample_inputs
 from compiler.validation import validate as validate_compiled
 
 ModelLike = torch.export.ExportedProgram | torch.nn.Module | str | Path
@@ -81,8 +82,12 @@ def compile(
     ``validation_data``, else on inputs generated within the spec's ranges. With ``validate``,
     the engine is compared with the program and must pass the spec precision's gate, or
     AccuracyGateError is raised with the results; a failing int8 engine is first rebuilt with
-    its most damaging nodes kept in fp32, up to ``quantization.max_retries`` times."""
+    its most damaging nodes kept in fp32, up to ``quantization.max_retries`` times. The results
+    end with the ``(performance)`` rows: latency of eager and compiled, speedup, and the peak
+    memory of this compile (``compiler.performance``)."""
     spec = spec or CompileSpec()
+    if validate:
+        reset_peak_memory(spec.device)  # the peak recorded is this compile's
     phase = _Phases(progress)
     with phase("frontend"):
         backend = get_backend(spec.backend)
@@ -117,7 +122,7 @@ def _gate(
     retries = spec.quantization.max_retries if _keeps_fp32(spec, backend) else 0
     for attempt in range(retries + 1):
         with phase("validation"):
-            results = validate_compiled(compiled, program, compiled.spec, data=validation)
+            results = validate_compiled(compiled, program, compiled.spec, data=validation, performance=False)
         compiled.report.validation = [r.to_dict() for r in results]
         if not gate_failures(results) or attempt == retries:
             break
@@ -136,6 +141,11 @@ def _gate(
         quantization = compiled.spec.quantization.model_copy(update={"keep_fp32": kept + fresh})
         retry = spec.model_copy(update={"quantization": quantization})
         compiled = _compile_program(program, signature, retry, backend, phase, calibration, attempt + 1 < retries)
+    with phase("validation"):
+        # timed once, on the engine that is kept: on the first input set validation used
+        first = validation[0][0] if validation else sample_inputs(signature, 1, 0)[0]
+        results += performance_results(compiled, program, first, compiled.spec)
+    compiled.report.validation = [r.to_dict() for r in results]
     # timings add up every attempt's phases, validation included
     compiled.report.timings = dict(phase.timings)
     check_gate(results, compiled)
@@ -271,9 +281,13 @@ def _move_to_device(gm: fx.GraphModule, spec: CompileSpec) -> None:
         move_graph_to_device(gm, torch.device(spec.device))
 
 
+_STRIDE_BOUND_VIEWS = (torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default)
+
+
 def move_graph_to_device(gm: fx.GraphModule, device: torch.device) -> None:
     """Weights, constants, the devices that ops name and the recorded fake values of ``gm``
-    move to ``device``; the tensors are new ones (shared weights elsewhere stay put)."""
+    move to ``device`` (the tensors are new ones: shared weights elsewhere stay put), and views
+    bound to the traced strides become reshapes."""
     for name, tensor in [*gm.named_parameters(), *gm.named_buffers()]:
         owner, _, leaf = name.rpartition(".")
         module = gm.get_submodule(owner) if owner else gm
@@ -286,6 +300,11 @@ def move_graph_to_device(gm: fx.GraphModule, device: torch.device) -> None:
         if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
             setattr(gm, attr, value.to(device))  # constants lifted as plain attributes
     for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target in _STRIDE_BOUND_VIEWS:
+            # a view was chosen for the strides the program was traced with; another device's
+            # kernels may lay values out differently (attention on CUDA does), and a reshape
+            # is the same view where the strides allow it and a copy where they do not
+            node.target = torch.ops.aten.reshape.default
         if "device" in node.kwargs:
             node.kwargs = {**node.kwargs, "device": device}
         if node.op == "call_function" and node.target is torch.ops.aten.to.device:

@@ -53,10 +53,11 @@ def load_dataset(path: str | Path) -> Dataset:
     arrays in an ``.npz``) are refused unopened: loading one can run code."""
     path = Path(path)
     try:
-        head = path.read_bytes()[:8]
+        with path.open("rb") as stream:
+            head = stream.read(9)
     except OSError as exc:
         raise DatasetError(f"cannot read data file {path}: {exc.strerror}") from None
-    if head[:1] == b"\x80" or _is_torch_zip(path):
+    if _looks_like_pickle(head) or _is_torch_zip(path):
         raise DatasetError(
             f"{path} is a pickle; pickles can run code when loaded and are refused. Save the data "
             "with safetensors.torch.save_file or numpy.savez instead."
@@ -201,6 +202,13 @@ def _as_tensor(value: Any, name: str, source: str) -> torch.Tensor:
             raise DatasetError(f"{source}: {name} is an object array; only numeric arrays are accepted")
         return torch.from_numpy(np.ascontiguousarray(value))
     raise DatasetError(f"{source}: {name} must be a tensor or numpy array, not {type(value).__name__}")
+
+
+def _looks_like_pickle(head: bytes) -> bool:
+    # A protocol 2-5 pickle opens with PROTO (0x80) and its protocol number. So may a
+    # safetensors file, whose first 8 bytes are its header's length (640 is 80 02 00 ...), but
+    # its 9th byte opens the JSON header; the safetensors reader never unpickles.
+    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and head[8:9] != b"{"
 
 
 def _is_torch_zip(path: Path) -> bool:

@@ -88,10 +88,16 @@ class PartitioningSpec(_Strict):
 
 
 class ValidationSpec(_Strict):
+    """``samples`` generated input sets when no data is given; ``atol``/``rtol``/``min_cosine``
+    gate fp32. Latency of the eager reference and the engine is timed on one input set:
+    ``latency_warmup`` untimed calls, then ``latency_runs`` timed ones (0: no latency rows)."""
+
     samples: int = Field(default=16, ge=1, le=10_000)
     atol: float = Field(default=1.0e-3, ge=0)
     rtol: float = Field(default=1.0e-3, ge=0)
     min_cosine: float = Field(default=0.999, ge=-1, le=1)
+    latency_warmup: int = Field(default=3, ge=0, le=1_000)
+    latency_runs: int = Field(default=20, ge=0, le=100_000)
 
 
 class QuantizationSpec(_Strict):

@@ -4,7 +4,9 @@ generated within the compiled ranges.
 Per output: max and mean absolute error, max relative error, cosine similarity (worst sample
 set), signal-to-noise ratio in dB (over all samples); for classifier-like outputs (float, two
 axes, at least two classes) top-1 and top-5 agreement with the reference; with labels, the task
-accuracy of the engine and of the reference. Each metric that gates the spec's precision carries
+accuracy of the engine and of the reference; under the output name ``(performance)``, latency
+percentiles of eager and compiled, the speedup and peak memory (``compiler.performance``),
+which never fail the gate. Each metric that gates the spec's precision carries
 a threshold (``GATE_DEFAULTS``, overridden by the spec's ``gate`` block); the others are
 recorded with none.
 """
@@ -23,8 +25,9 @@ from torch.utils import _pytree as pytree
 from compiler.datasets import Batch, DataLike, batches
 from compiler.errors import AccuracyGateError
 from compiler.frontend import InputInfo
+from compiler.performance import PERFORMANCE, measure
 from compiler.runtime.module import CompiledModule, random_tensor
-from compiler.spec import CompileSpec
+from compiler.spec import CompileSpec, ValidationSpec
 
 
 @dataclass(frozen=True)
@@ -169,13 +172,17 @@ def validate(
     spec: CompileSpec | None = None,
     seed: int = 0,
     data: DataLike | None = None,
+    *,
+    performance: bool = True,
 ) -> list[ValidationResult]:
     """Every metric per output on ``data`` (a Dataset, a .safetensors/.npz path, a mapping, or
     a list of input tuples), else on ``spec.validation.samples`` generated input sets from
-    ``seed``. The gate passes when every result passes (:func:`gate_failures`).
+    ``seed``. The gate passes when every result passes (:func:`gate_failures`). With
+    ``performance``, the ``(performance)`` rows follow (:func:`performance_results`), timed on
+    the first input set.
 
     max_abs_error gates fp32 at ``atol + rtol * max|reference|`` (and other precisions only
-    when the spec sets atol or rtol); the other thresholds are :func:`gate_thresholds`."""
+    when the spec gives atol or rtol other than the defaults); the other thresholds are :func:`gate_thresholds`."""
     spec = spec or compiled.spec
     module = reference.module() if isinstance(reference, torch.export.ExportedProgram) else reference
     sets: list[Batch]
@@ -206,7 +213,10 @@ def validate(
         ok = passed if passed is not None else True
         results.append(ValidationResult(name, metric, value, threshold, ok, count, seed))
 
-    gate_abs = spec.precision == "fp32" or bool({"atol", "rtol"} & spec.validation.model_fields_set)
+    # "set" is "differs from the default": a spec that travelled as canonical JSON (the farm's
+    # workers parse it so) carries every key, set or not
+    defaults = ValidationSpec()
+    gate_abs = spec.precision == "fp32" or (spec.validation.atol, spec.validation.rtol) != (defaults.atol, defaults.rtol)
     for index in sorted(acc):
         a = acc[index]
         name = f"output_{index}"
@@ -233,7 +243,31 @@ def validate(
         # a tolerance of one rounding step: accuracies are ratios of the same integer total
         record("output_0", "task_accuracy", engine_acc, floor, floor is None or engine_acc >= floor - 1e-12)
         record("output_0", "reference_accuracy", reference_acc, None)
+    if performance:
+        results += performance_results(compiled, module, sets[0][0], spec, seed)
     return results
+
+
+def performance_results(
+    compiled: CompiledModule,
+    reference: torch.export.ExportedProgram | torch.nn.Module,
+    inputs: Sequence[torch.Tensor],
+    spec: CompileSpec | None = None,
+    seed: int = 0,
+) -> list[ValidationResult]:
+    """The ``(performance)`` rows: latency of ``reference`` and ``compiled`` on ``inputs``
+    (``spec.validation.latency_warmup`` / ``latency_runs``), the speedup, and peak memory. No
+    threshold; they always pass."""
+    spec = spec or compiled.spec
+    module = reference.module() if isinstance(reference, torch.export.ExportedProgram) else reference
+    runs = spec.validation.latency_runs
+    figures = measure(compiled, module, inputs, compiled.device, warmup=spec.validation.latency_warmup, runs=runs)
+    return [ValidationResult(PERFORMANCE, metric, value, None, True, runs, seed) for metric, value in figures.items()]
+
+
+def accuracy_results(results: Sequence[ValidationResult]) -> list[ValidationResult]:
+    """``results`` without the ``(performance)`` rows."""
+    return [r for r in results if r.output != PERFORMANCE]
 
 
 def gate_failures(results: Sequence[ValidationResult]) -> list[ValidationResult]:

@@ -13,11 +13,12 @@ see the same validation, cache and errors (``orchestrator.FarmError`` and its su
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from orchestrator import services
+from orchestrator.datasets import DataSource, DataUpload, read_data
 from orchestrator.remote import DirectFarm, RemoteFarm
 from orchestrator.remote import from_env as remote_from_env
 from orchestrator.services import (
@@ -142,6 +143,8 @@ class Client:
         backend: str | None = None,
         precision: str | None = None,
         name: str | None = None,
+        validation_data: DataSource | None = None,
+        calibration_data: DataSource | None = None,
     ) -> JobHandle: ...
 
     @overload
@@ -155,6 +158,8 @@ class Client:
         backend: str | None = None,
         precision: str | None = None,
         name: str | None = None,
+        validation_data: DataSource | None = None,
+        calibration_data: DataSource | None = None,
     ) -> list[JobHandle]: ...
 
     def submit(
@@ -167,26 +172,42 @@ class Client:
         backend: str | None = None,
         precision: str | None = None,
         name: str | None = None,
+        validation_data: DataSource | None = None,
+        calibration_data: DataSource | None = None,
     ) -> JobHandle | list[JobHandle]:
         """Submit ``model`` (a .pt2 path, its bytes, or an ExportedProgram) for ``arch``.
 
         One architecture gives one handle; a list of them fans out and gives a list. ``arch``
         defaults to this machine's. ``spec`` is a CompileSpec, a mapping or a YAML file;
-        ``backend``/``precision`` override its keys.
+        ``backend``/``precision`` override its keys. ``validation_data`` and
+        ``calibration_data`` (as in ``compiler.compile``: a .safetensors/.npz path, or a
+        mapping of input name to a batch of rows, with optional ``labels``) are checked against
+        the model's inputs before anything is queued.
         """
         archs = [_local_arch()] if arch is None else [arch] if isinstance(arch, str) else list(arch)
         targets = services.resolve_targets(archs, device_class)
         data = _model_bytes(model)
         if isinstance(self.api, RemoteFarm):
             resolved = services.resolve_spec(spec, backend=backend, precision=precision)
+            files: dict[str, str | Path | DataUpload] = {}
+            for role, source in (("validation", validation_data), ("calibration", calibration_data)):
+                if isinstance(source, Mapping):
+                    # serialised here; the server checks it as it checks a file
+                    files[role] = read_data(role, source, max_bytes=2**63)
+                elif source is not None:
+                    files[role] = source
             submission = self.api.submit(
-                data, [t.arch for t in targets], resolved.canonical_json(), device_class=device_class, name=name
+                data, [t.arch for t in targets], resolved.canonical_json(), device_class=device_class, name=name,
+                data_files=files,
             )
         else:
             resolved = services.resolve_spec(
                 spec, backend=backend, precision=precision, max_bytes=self.farm.settings.max_spec_bytes
             )
-            submission = services.submit(self.farm, data, targets, resolved, name=name)
+            submission = services.submit(
+                self.farm, data, targets, resolved, name=name,
+                validation_data=validation_data, calibration_data=calibration_data,
+            )
         handles = [JobHandle(self, job.id, submission.warnings) for job in submission.jobs]
         return handles[0] if isinstance(arch, str) or arch is None else handles
 

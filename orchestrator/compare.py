@@ -1,8 +1,9 @@
 """``orchestrate compare MODEL``: every artifact of one model across targets and precisions.
 
 For each artifact: its target, backend, precision, size, gate verdict, engine and fallback
-counts, the worst accuracy figures its validation recorded, and its speed (the validation rows
-of output ``(performance)``: compiled and eager p50 latency, speedup, peak memory).
+counts, the worst accuracy figures its validation recorded, task accuracy where labels were
+given, and what the worker measured (the validation rows of output ``(performance)``: compiled
+and eager p50 latency, speedup, peak memory).
 
 :func:`model_comparison` builds it from the services in a fixed number of queries however many
 artifacts the model has (the groups are counted in the database; only one page of artifacts is
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
     from orchestrator.services import Farm
     from orchestrator.views import ArtifactInfo, ValidationInfo
 
-#: The validation rows a worker records for an engine's speed carry this output name.
-PERFORMANCE_OUTPUT = "(performance)"
-PERFORMANCE_METRICS = ("compiled_p50_ms", "eager_p50_ms", "speedup", "peak_rss_mb")
+#: The validation rows a worker records for an engine's speed and memory carry this output name
+#: (compiler.performance.PERFORMANCE).
+PERFORMANCE_OUTPUT = PERFORMANCE = "(performance)"
+PERFORMANCE_METRICS = ("compiled_p50_ms", "eager_p50_ms", "speedup", "peak_rss_mb", "cuda_max_allocated_mb")
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,14 @@ class Comparison:
     max_abs_error: float | None
     failed_metrics: list[str]
     created_at: str | None
-    #: from the ``(performance)`` rows; None where the worker recorded none
+    #: with labelled validation data: the engine's task accuracy (0..1)
+    task_accuracy: float | None = None
+    #: the ``(performance)`` rows: None for artifacts validated before they were recorded
     compiled_p50_ms: float | None = None
     eager_p50_ms: float | None = None
     speedup: float | None = None
     peak_rss_mb: float | None = None
+    cuda_max_allocated_mb: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,8 +68,7 @@ def _worst(results: Sequence[ValidationInfo], metric: str, pick: Callable[[list[
 
 
 def _performance(results: Sequence[ValidationInfo], metric: str) -> float | None:
-    values = [r.value for r in results if r.output == PERFORMANCE_OUTPUT and r.metric == metric]
-    return values[-1] if values else None
+    return next((r.value for r in results if r.output == PERFORMANCE_OUTPUT and r.metric == metric), None)
 
 
 def comparison_of(artifact: ArtifactInfo, results: Sequence[ValidationInfo]) -> Comparison:
@@ -85,6 +89,7 @@ def comparison_of(artifact: ArtifactInfo, results: Sequence[ValidationInfo]) -> 
         max_abs_error=_worst(results, "max_abs_error", max),
         failed_metrics=sorted({f"{r.output} {r.metric}" for r in results if not r.passed}),
         created_at=artifact.created_at,
+        task_accuracy=_worst(results, "task_accuracy", min),
         **{metric: _performance(results, metric) for metric in PERFORMANCE_METRICS},
     )
 

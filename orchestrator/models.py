@@ -42,6 +42,7 @@ __all__ = [
     "Artifact",
     "Base",
     "CompileSpecRow",
+    "DataFile",
     "Job",
     "JobState",
     "Model",
@@ -86,13 +87,21 @@ def build_key(
     backend_version: str | None,
     arch: str,
     device_class: str | None,
+    validation_sha256: str | None = None,
+    calibration_sha256: str | None = None,
 ) -> str:
     """The cache key of a build: identical inputs on an identical toolchain give one artifact.
 
     Used as ``Job.cache_key`` (before the build, with the backend version the submitter expects,
     or ``""`` when unknown) and ``Artifact.build_key`` (after, with the version that built it).
+    The data files a job was submitted with are part of it (the same model and spec validated
+    on other data is another build); a build without them keeps the key it had before data
+    files existed.
     """
-    fields = (model_sha256, spec_sha256, backend, backend_version or "", arch, device_class or "")
+    fields: tuple[str, ...] = (model_sha256, spec_sha256, backend, backend_version or "", arch, device_class or "")
+    for role, sha in (("validation", validation_sha256), ("calibration", calibration_sha256)):
+        if sha:
+            fields += (f"{role}={sha}",)
     # The unit separator cannot appear in any field, so distinct tuples never collide.
     return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
 
@@ -217,6 +226,28 @@ class CompileSpecRow(Base):
         return f"CompileSpecRow(id={self.id!r}, sha256={self.sha256[:12]!r})"
 
 
+class DataFile(Base):
+    """A validation or calibration data file (``.safetensors`` or ``.npz``), stored once per
+    content hash and checked against the model's inputs when it was submitted."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    #: "safetensors" or "npz": the loader the worker uses (the stored blob has no file name)
+    format: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    uri: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def suffix(self) -> str:
+        return f".{self.format}"
+
+    def __repr__(self) -> str:
+        return f"DataFile(id={self.id!r}, format={self.format!r}, sha256={self.sha256[:12]!r})"
+
+
 class Job(Base):
     """One build of one model with one spec for one target."""
 
@@ -229,6 +260,8 @@ class Job(Base):
         Index("ix_jobs_spec_id", "spec_id"),
         Index("ix_jobs_cache_key", "cache_key"),
         Index("ix_jobs_created_at", "created_at"),
+        Index("ix_jobs_validation_data_id", "validation_data_id"),
+        Index("ix_jobs_calibration_data_id", "calibration_data_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -263,6 +296,10 @@ class Job(Base):
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
     # The API user who submitted it (NULL: submitted directly, or before revision 0003).
     submitted_by: Mapped[str | None] = mapped_column(String(255))
+    # The user's data files (NULL: validated on generated inputs, calibrated on them or on the
+    # validation data; and jobs recorded before revision 0005).
+    validation_data_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
+    calibration_data_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column()
     started_at: Mapped[datetime | None] = mapped_column()
@@ -271,6 +308,9 @@ class Job(Base):
     model: Mapped[Model] = relationship(lazy="joined", innerjoin=True)
     spec: Mapped[CompileSpecRow] = relationship()
     artifact: Mapped[Artifact | None] = relationship(foreign_keys=[artifact_id], post_update=True)
+    # joined: every JobInfo names its data files' hashes, and a job has at most one of each
+    validation_data: Mapped[DataFile | None] = relationship(foreign_keys=[validation_data_id], lazy="joined")
+    calibration_data: Mapped[DataFile | None] = relationship(foreign_keys=[calibration_data_id], lazy="joined")
     validation_results: Mapped[list[ValidationResult]] = relationship(
         back_populates="job", order_by="ValidationResult.output_name"
     )

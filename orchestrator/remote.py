@@ -8,14 +8,16 @@ command prints and exits the same way in both modes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from orchestrator import services
+from orchestrator.datasets import DataUpload
 from orchestrator.services import (
     ArtifactInfo,
     FarmError,
@@ -134,26 +136,30 @@ class RemoteFarm:
         *,
         device_class: str | None = None,
         name: str | None = None,
+        data_files: Mapping[str, str | Path | DataUpload] | None = None,
     ) -> Submission:
-        """Upload ``model`` (a file, streamed from disk, or its bytes) with a resolved spec, as JSON."""
+        """Upload ``model`` (a file, streamed from disk, or its bytes) with a resolved spec, as
+        JSON, and the ``data_files`` by role ("validation", "calibration": a file, streamed,
+        or data read in memory) as the ``validation_data``/``calibration_data`` parts."""
         fields: dict[str, Any] = {"arch": archs, "spec": spec_json}
         if device_class:
             fields["device_class"] = device_class
         if name is not None:
             fields["name"] = name
-        if isinstance(model, bytes):
-            # Named as services.read_model names bytes: the model's default name is "model".
-            data = self._call("POST", "/jobs", files={"model": ("model.pt2", model)}, data=fields)
-            return Submission(jobs=[JobInfo(**job) for job in data["jobs"]], warnings=list(data["warnings"]))
-        path = Path(model)
-        try:
-            stream = path.open("rb")
-        except FileNotFoundError:
-            raise InvalidRequestError(f"model file {path} does not exist") from None
-        except OSError as exc:
-            raise InvalidRequestError(f"cannot read model file {path}: {exc.strerror}") from None
-        with stream:
-            data = self._call("POST", "/jobs", files={"model": (path.name, stream)}, data=fields)
+        with contextlib.ExitStack() as streams:
+            files: dict[str, tuple[str, Any]] = {}
+            if isinstance(model, bytes):
+                # Named as services.read_model names bytes: the model's default name is "model".
+                files["model"] = ("model.pt2", model)
+            else:
+                files["model"] = (Path(model).name, streams.enter_context(_open(Path(model), "model file")))
+            for role, source in (data_files or {}).items():
+                if isinstance(source, DataUpload):
+                    files[f"{role}_data"] = (f"{role}.{source.format}", source.data)
+                else:
+                    path = Path(source)
+                    files[f"{role}_data"] = (path.name, streams.enter_context(_open(path, f"--{role}-data")))
+            data = self._call("POST", "/jobs", files=files, data=fields)
         return Submission(jobs=[JobInfo(**job) for job in data["jobs"]], warnings=list(data["warnings"]))
 
     def cancel(self, ref: str) -> JobInfo:
@@ -288,6 +294,15 @@ class RemoteFarm:
             hold = min(LONG_POLL, services.NO_WORKER_CHECK_INTERVAL if remaining is None else remaining)
             params = {"timeout": hold, "since": f"{job.state}/{job.phase}" if job.phase else job.state}
             job = JobInfo(**self._call("GET", f"/jobs/{job.id}/wait", params=params))
+
+
+def _open(path: Path, what: str) -> IO[bytes]:
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise InvalidRequestError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise InvalidRequestError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
 def _segment(ref: str) -> str:

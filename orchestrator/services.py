@@ -30,6 +30,8 @@ from sqlalchemy.orm import Session
 from orchestrator import jobs as lifecycle
 from orchestrator import models as m
 from orchestrator.celery_app import COMPILE_TASK, FarmCelery, get_app, make_app
+from orchestrator.datasets import DataSource, DataUpload, check_data, read_data, upsert_data
+from orchestrator.datasets import unused as data_unused
 from orchestrator.db import is_missing_schema, session_scope
 from orchestrator.routing import RoutingError, Target
 from orchestrator.settings import Settings, get_settings, redact, scrub
@@ -408,6 +410,21 @@ def check_spec_against_program(spec: compiler.CompileSpec, program: Any) -> None
 
 
 # ------------------------------------------------------------------------------------ submit
+def read_data_files(
+    farm: Farm,
+    *,
+    validation: DataSource | DataUpload | None = None,
+    calibration: DataSource | DataUpload | None = None,
+) -> list[DataUpload]:
+    """The submission's data files, read (size-limited like models) but not yet checked."""
+    found = []
+    for role, source in (("validation", validation), ("calibration", calibration)):
+        if source is None:
+            continue
+        found.append(source if isinstance(source, DataUpload) else read_data(role, source, farm.settings.max_model_bytes))
+    return found
+
+
 def candidate_backend_versions(backend: str, queue: str, live: Sequence[m.Worker]) -> set[str]:
     """Backend versions a build on ``queue`` would use: those of its live workers, else local."""
     versions = {
@@ -450,18 +467,21 @@ def _upsert_model(
     name: str | None,
     default_name: str,
     spec: compiler.CompileSpec,
+    program: Any = None,
 ) -> _ModelIntake:
     """The model's row, stored on first sight; the spec's inputs are checked against the
-    program before anything is stored."""
+    program before anything is stored. ``program``: the model already loaded and checked
+    (a submission with data files needs it before this)."""
     existing = session.scalar(select(m.Model).where(m.Model.sha256 == sha))
     if existing is not None:
         _check_same_name(existing, name)
         # Same bytes were validated when first stored; the content hash proves they are these.
         # The program is loaded again only when the spec says something about its inputs.
-        if spec.inputs:
+        if spec.inputs and program is None:
             check_spec_against_program(spec, validate_model_bytes(data, farm.settings.max_model_bytes))
         return _ModelIntake(existing, created=False)
-    program = validate_model_bytes(data, farm.settings.max_model_bytes)
+    if program is None:
+        program = validate_model_bytes(data, farm.settings.max_model_bytes)
     if spec.inputs:
         check_spec_against_program(spec, program)
     from orchestrator.store import ArtifactStoreError
@@ -519,9 +539,15 @@ def submit(
     *,
     name: str | None = None,
     submitted_by: str | None = None,
+    validation_data: DataSource | DataUpload | None = None,
+    calibration_data: DataSource | DataUpload | None = None,
 ) -> Submission:
     """Accept a model for every target: cached targets succeed at once, the rest are enqueued.
-    ``submitted_by`` is the API user the server submits for (recorded on every job)."""
+    ``submitted_by`` is the API user the server submits for (recorded on every job).
+
+    ``validation_data`` and ``calibration_data`` (a .safetensors/.npz path, or tensors by input
+    name) are checked against the model's inputs before anything is stored or queued, then
+    stored content-addressed and recorded on every job; they are part of the cache key."""
     if not targets:
         raise InvalidRequestError("give at least one target architecture")
     from compiler.backends import get_backend
@@ -540,14 +566,29 @@ def submit(
     check_spec_size(spec, farm.settings.max_spec_bytes)
     check_spec_for_targets(spec, targets)
     data, default_name = read_model(model, farm.settings.max_model_bytes)
+    uploads = read_data_files(farm, validation=validation_data, calibration=calibration_data)
+    program = None
+    if uploads:
+        # Data files are checked against the program's inputs before anything is stored.
+        program = validate_model_bytes(data, farm.settings.max_model_bytes)
+        check_spec_against_program(spec, program)
+        check_data(uploads, program, spec)
     sha = hashlib.sha256(data).hexdigest()
     now = m.utcnow()
     to_enqueue: list[tuple[str, str, str]] = []
     warnings: list[str] = []
+    created_data: list[str] = []
     with farm.session() as session:
-        intake = _upsert_model(session, farm, data, sha, name, default_name, spec)
+        intake = _upsert_model(session, farm, data, sha, name, default_name, spec, program)
         model_row = intake.row
         spec_row = _upsert_spec(session, spec)
+        data_rows: dict[str, m.DataFile] = {}
+        for upload in uploads:
+            stored = upsert_data(session, farm.store, upload)
+            data_rows[upload.role] = stored.row
+            if stored.created:
+                created_data.append(stored.row.id)
+        data_shas = {f"{role}_sha256": row.sha256 for role, row in data_rows.items()}
         live = _live_workers(session, now)
         jobs: list[tuple[m.Job, m.Artifact | None]] = []
         for target in targets:
@@ -558,6 +599,7 @@ def submit(
                 backend_version=None,
                 arch=target.arch,
                 device_class=target.device_class,
+                **data_shas,
             )
             job = m.Job(
                 id=m.new_id(),
@@ -573,8 +615,10 @@ def submit(
                 phase_timings={},
                 attempts=0,
                 submitted_by=submitted_by,
+                validation_data=data_rows.get("validation"),
+                calibration_data=data_rows.get("calibration"),
             )
-            hit = _cached_artifact(session, sha, spec_row.sha256, spec.backend, target, live)
+            hit = _cached_artifact(session, sha, spec_row.sha256, spec.backend, target, live, data_shas)
             if hit is not None:
                 lifecycle.opened(job, now, artifact_id=hit.id)
             else:
@@ -596,7 +640,7 @@ def submit(
     # Enqueue only after the commit above: a worker that picks the message up must find the row.
     failed = send(farm, to_enqueue)
     if failed:
-        _withdraw(farm, [info.id for info in infos], model_row.id if intake.created else None)
+        _withdraw(farm, [info.id for info in infos], model_row.id if intake.created else None, created_data)
         raise UnreachableError(failed + "; nothing was submitted, submit again once it is back")
     if to_enqueue:
         # Enqueued jobs may have moved on already (at once, when tasks run eagerly).
@@ -611,6 +655,7 @@ def _cached_artifact(
     backend: str,
     target: Target,
     live: Sequence[m.Worker],
+    data_shas: dict[str, str] | None = None,
 ) -> m.Artifact | None:
     versions = candidate_backend_versions(backend, target.queue, live)
     keys = [
@@ -621,6 +666,7 @@ def _cached_artifact(
             backend_version=version,
             arch=target.arch,
             device_class=target.device_class,
+            **(data_shas or {}),
         )
         for version in sorted(versions)
     ]
@@ -671,10 +717,13 @@ def enqueue(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
     return message
 
 
-def _withdraw(farm: Farm, job_ids: Sequence[str], created_model_id: str | None) -> None:
+def _withdraw(
+    farm: Farm, job_ids: Sequence[str], created_model_id: str | None, created_data_ids: Sequence[str] = ()
+) -> None:
     """Undo a submission whose messages could not be sent: its jobs go, and so do the model
-    row and blob it stored, unless another job or artifact uses them by now."""
+    and data rows and blobs it stored, unless another job or artifact uses them by now."""
     uri = None
+    data_uris: list[str] = []
     with farm.session() as session:
         # Only jobs nobody touched: a message that did go out may have been taken already.
         session.execute(
@@ -696,12 +745,17 @@ def _withdraw(farm: Farm, job_ids: Sequence[str], created_model_id: str | None) 
             if row is not None and not in_use:
                 uri = row.uri
                 session.delete(row)
-    if uri is not None:
-        from orchestrator.store import ArtifactStoreError
+        for data_id in created_data_ids:
+            data_row = session.get(m.DataFile, data_id)
+            if data_row is not None and data_unused(session, data_id):
+                data_uris.append(data_row.uri)
+                session.delete(data_row)
+    from orchestrator.store import ArtifactStoreError
 
-        # The blob is named by its content; another model row holding it would be this one.
+    # A blob is named by its content; another row holding it would be this one.
+    for blob in ([uri] if uri is not None else []) + data_uris:
         with contextlib.suppress(ArtifactStoreError, OSError):
-            farm.store.delete(uri)
+            farm.store.delete(blob)
 
 
 # ------------------------------------------------------------------------------------ queries
@@ -1076,7 +1130,7 @@ class ArtifactGroup:
 
 def artifact_groups(farm: Farm, model: str) -> list[ArtifactGroup]:
     """Every (target, backend, precision) ``model`` has artifacts for, by target, backend,
-    precision: counted in the database from one index (migration 0005) in two queries, however
+    precision: counted in the database from one index (migration 0006) in two queries, however
     many artifacts there are."""
     a = m.Artifact
     keys = (a.arch, a.device_class, a.backend, a.precision)

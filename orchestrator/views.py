@@ -61,6 +61,9 @@ class JobInfo:
     finished_at: str | None
     #: The API user who submitted it (None: submitted directly, not through the server).
     submitted_by: str | None = None
+    #: sha256 of the data files it was submitted with (None: validated on generated inputs)
+    validation_data_sha256: str | None = None
+    calibration_data_sha256: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -100,6 +103,8 @@ class JobInfo:
             started_at=_iso(job.started_at),
             finished_at=_iso(job.finished_at),
             submitted_by=job.submitted_by,
+            validation_data_sha256=job.validation_data.sha256 if job.validation_data is not None else None,
+            calibration_data_sha256=job.calibration_data.sha256 if job.calibration_data is not None else None,
         )
 
 

@@ -67,6 +67,19 @@ class TwinInProgress(Exception):
 
 
 @dataclass(frozen=True)
+class DataRef:
+    """A data file a job was submitted with: where it is stored and how to read it."""
+
+    uri: str
+    sha256: str
+    format: str  # "safetensors" or "npz"
+
+    @classmethod
+    def of(cls, row: m.DataFile | None) -> DataRef | None:
+        return None if row is None else cls(row.uri, row.sha256, row.format)
+
+
+@dataclass(frozen=True)
 class Claim:
     """What a claimed job needs from the database, read in the claiming transaction."""
 
@@ -84,6 +97,8 @@ class Claim:
     precision: str
     build_key: str
     seed: int
+    validation_data: DataRef | None = None
+    calibration_data: DataRef | None = None
 
 
 def backoff_seconds(retries: int) -> float:
@@ -113,6 +128,8 @@ def _artifact_key(job: m.Job, model_sha: str, spec_sha: str, version: str) -> st
         backend_version=version,
         arch=job.arch,
         device_class=job.device_class,
+        validation_sha256=job.validation_data.sha256 if job.validation_data is not None else None,
+        calibration_sha256=job.calibration_data.sha256 if job.calibration_data is not None else None,
     )
 
 
@@ -177,6 +194,8 @@ def claim(farm: Farm, job_id: str, worker: str, task_id: str | None = None) -> C
             build_key=key,
             # Recorded with every validation result, so a result can be reproduced exactly.
             seed=int(job.cache_key[:8], 16),
+            validation_data=DataRef.of(job.validation_data),
+            calibration_data=DataRef.of(job.calibration_data),
         )
 
 
@@ -334,9 +353,19 @@ def run_job(
             model_path = Path(tmp) / "model.pt2"
             recorder.begin("fetch")
             farm.store.get_file(work.model_uri, model_path, expected_sha256=work.model_sha256)
+            validation_path = _fetch_data(farm, work.validation_data, Path(tmp) / "validation")
+            calibration_path = _fetch_data(farm, work.calibration_data, Path(tmp) / "calibration")
             program = load_program(model_path, farm.settings.max_model_bytes)
             spec = compiler.CompileSpec.parse(_json_loads(work.spec_json))
-            compiled = compiler.compile(program, spec, progress=progress)
+            # the peak memory recorded with the results is this job's compile and validation
+            compiler.reset_peak_memory(spec.device)
+            compiled = compiler.compile(
+                program,
+                spec,
+                progress=progress,
+                calibration_data=calibration_path,
+                validation_data=validation_path,
+            )
             progress("save")
             engine_path = Path(tmp) / "engine.pt2"
             compiler.save(compiled, engine_path)
@@ -348,11 +377,16 @@ def run_job(
             progress("upload")
             stored = farm.store.put_file(engine_path)
             progress("validate")
-            validation = compiler.validate(compiled, program, spec, seed=work.seed)
+            # on the user's data when given (labels give task accuracy), else on inputs
+            # generated from the recorded seed; latency and memory rows follow
+            validation = compiler.validate(compiled, program, spec, seed=work.seed, data=validation_path)
             report = compiled.report.to_dict()
     except compiler.CompilerError as exc:
         _fail(farm, job_id, worker, exc.kind, str(exc), recorder.stop())
         return {"job_id": job_id, "outcome": "failed", "error_kind": exc.kind}
+    except DataUnavailableError as exc:
+        _fail(farm, job_id, worker, "data_unavailable", f"{exc}; submit the data file again", recorder.stop())
+        return {"job_id": job_id, "outcome": "failed", "error_kind": "data_unavailable"}
     except (ArtifactNotFoundError, ArtifactCorruptError) as exc:
         # The stored model is gone or altered: no retry brings it back; resubmit the file.
         _fail(farm, job_id, worker, "model_unavailable", f"{exc}; submit the model again", recorder.stop())
@@ -386,6 +420,22 @@ def run_job(
     )
     outcome = "succeeded" if artifact_id is not None else "discarded"
     return {"job_id": job_id, "outcome": outcome, "artifact_id": artifact_id}
+
+
+class DataUnavailableError(Exception):
+    """A job's stored data file is gone or altered: no retry brings it back."""
+
+
+def _fetch_data(farm: Farm, ref: DataRef | None, stem: Path) -> Path | None:
+    """The data file at ``stem`` with its format's suffix (the loader reads it by suffix)."""
+    if ref is None:
+        return None
+    path = stem.with_suffix(f".{ref.format}")
+    try:
+        farm.store.get_file(ref.uri, path, expected_sha256=ref.sha256)
+    except (ArtifactNotFoundError, ArtifactCorruptError) as exc:
+        raise DataUnavailableError(f"{stem.name} data: {exc}") from None
+    return path
 
 
 def _json_loads(text: str) -> Any:

@@ -210,7 +210,10 @@ class _EngineModule(torch.nn.Module):
             inputs = tuple(t.to(self.compute) if t.is_floating_point() else t for t in inputs)
         out = self.graph_module(*inputs)
         flat = list(out) if isinstance(out, (tuple, list)) else [out]
-        return tuple(t if t.dtype == d else t.to(d) for t, d in zip(flat, self.out_dtypes, strict=True))
+        # contiguous, as every engine's outputs are: the PyTorch code after an engine was traced
+        # on contiguous values (a ``view`` of Inductor's own layout fails), and asking here lets
+        # Inductor write that layout directly instead of copying afterwards
+        return tuple((t if t.dtype == d else t.to(d)).contiguous() for t, d in zip(flat, self.out_dtypes, strict=True))
 
 
 def _set_tensor(gm: torch.nn.Module, name: str, value: torch.Tensor) -> None:

@@ -65,6 +65,9 @@ class OnnxRuntimeBackend(Backend):
         return str(onnxruntime.__version__)
 
     def check_spec(self, spec: CompileSpec) -> None:
+        """fp16 is accepted on a cuda device where ONNX Runtime's CUDAExecutionProvider is
+        installed (onnxruntime-gpu); the engine is the fp16 model :func:`convert_to_fp16`
+        makes, with float32 inputs and outputs."""
         if spec.precision in ("fp16", "bf16") and not spec.device.startswith("cuda"):
             raise BackendError(
                 f"precision {spec.precision} with onnxruntime needs device cuda: the CPU provider "
@@ -73,7 +76,12 @@ class OnnxRuntimeBackend(Backend):
             )
         if spec.precision == "bf16":
             raise BackendError("precision bf16 is supported by the tensorrt backend only; use fp16 with onnxruntime")
-        _providers(spec.device)
+        try:
+            _providers(spec.device)
+        except BackendError as exc:
+            if spec.precision == "fp16":
+                raise BackendError(f"precision fp16 with onnxruntime runs on its CUDA provider: {exc}") from None
+            raise
 
     def supports_dtype(self, dtype: torch.dtype, spec: CompileSpec) -> bool:
         # numpy, through which ORT's Python API exchanges tensors, has no bfloat16
@@ -467,11 +475,24 @@ def _apply_precision(onnx_model: bytes, spec: CompileSpec) -> bytes:
                 return out.read_bytes()
         finally:
             quant_logger.setLevel(level)
-    from onnxruntime.transformers.float16 import (
-        convert_float_to_float16,  # fp16, cuda only (check_spec)
-    )
+    return convert_to_fp16(model)  # fp16: cuda only (check_spec)
 
-    return bytes(convert_float_to_float16(model, keep_io_types=True).SerializeToString())
+
+def convert_to_fp16(model: Any) -> bytes:
+    """``model`` (an ONNX ModelProto) with float32 weights and computation in float16, by ONNX
+    Runtime's float16 converter: float32 inputs and outputs are kept (``keep_io_types``, Cast
+    nodes at the edges), so the engine's calling convention is the fp32 model's; ops the
+    converter knows to lack fp16 kernels stay in float32 behind Casts (its default block
+    list); weights beyond fp16's range are clipped to it, not turned into infinities. The
+    converter appends its input Casts after the nodes that read them; the nodes are sorted
+    again so the model is valid ONNX, not only one ONNX Runtime tolerates."""
+    import onnx_ir as ir
+    from onnx_ir.passes.common import TopologicalSortPass
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    converted = ir.from_proto(convert_float_to_float16(model, keep_io_types=True))
+    TopologicalSortPass()(converted)
+    return bytes(ir.to_proto(converted).SerializeToString())
 
 
 def _as_numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -53,6 +53,8 @@ def print_job(job: JobInfo) -> None:
         ("model", f"{job.model_name} ({short(job.model_sha256)})"),
         ("target", f"{job.target}  (queue {job.queue})"),
         ("backend", f"{job.backend}, {job.precision}"),
+        ("validation data", short(job.validation_data_sha256) if job.validation_data_sha256 else "generated inputs"),
+        ("calibration data", short(job.calibration_data_sha256) if job.calibration_data_sha256 else None),
         ("phase", job.phase),
         ("worker", job.worker),
         ("attempts", job.attempts),

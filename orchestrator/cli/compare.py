@@ -16,7 +16,8 @@ def _figure(value: float | None, spec: str) -> str:
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
 @json_option
 def compare_command(model: str, limit: int, as_json: bool) -> None:
-    """Every artifact of MODEL across targets and precisions: size, gate, accuracy, speed."""
+    """Every artifact of MODEL across targets and precisions: size, gate, accuracy, compiled
+    latency (p50), speedup over eager and peak memory on the worker."""
     from orchestrator.compare import compare
 
     rows = compare(state().farm_api(), model, limit=limit)
@@ -27,25 +28,35 @@ def compare_command(model: str, limit: int, as_json: bool) -> None:
         click.echo(f"no artifacts of model {model!r}")
         return
     gate_styles = {"accepted": "green", "rejected": "red"}
-    table(
-        f"{len(rows)} artifact(s) of {model}",
-        ["artifact", "target", "backend", "precision", "size", "gate", "engines", "fallback ops", "min cosine", "min SNR dB", "max |err|", "p50 ms", "speedup"],
+    columns = ["artifact", "target", "backend", "precision", "size", "gate", "engines", "fallback ops",
+               "min cosine", "min SNR dB", "max |err|"]
+    cells = [
         [
-            (
-                short(r.artifact_id),
-                r.target,
-                r.backend,
-                r.precision,
-                f"{r.size_bytes / 2**20:.1f} MiB",
-                styled(r.gate, gate_styles.get(r.gate, "")) if r.gate else "-",
-                "-" if r.engines is None else r.engines,
-                r.fallback_ops,
-                _figure(r.min_cosine, ".6f"),
-                _figure(r.min_snr_db, ".1f"),
-                _figure(r.max_abs_error, ".3g"),
-                _figure(r.compiled_p50_ms, ".3g"),
-                "-" if r.speedup is None else f"{r.speedup:.2f}x",
-            )
-            for r in rows
-        ],
-    )
+            short(r.artifact_id),
+            r.target,
+            r.backend,
+            r.precision,
+            f"{r.size_bytes / 2**20:.1f} MiB",
+            styled(r.gate, gate_styles.get(r.gate, "")) if r.gate else "-",
+            "-" if r.engines is None else r.engines,
+            r.fallback_ops,
+            _figure(r.min_cosine, ".6f"),
+            _figure(r.min_snr_db, ".1f"),
+            _figure(r.max_abs_error, ".3g"),
+        ]
+        for r in rows
+    ]
+    # columns no artifact has a figure for stay out of the (already wide) table
+    optional = [
+        ("accuracy", [_figure(r.task_accuracy, ".2%") for r in rows]),
+        ("p50 ms", [_figure(r.compiled_p50_ms, ".3g") for r in rows]),
+        ("speedup", ["-" if r.speedup is None else f"{r.speedup:.2f}x" for r in rows]),
+        ("peak RSS MiB", [_figure(r.peak_rss_mb, ".0f") for r in rows]),
+        ("CUDA MiB", [_figure(r.cuda_max_allocated_mb, ".0f") for r in rows]),
+    ]
+    for title, values in optional:
+        if any(v != "-" for v in values):
+            columns.append(title)
+            for row_cells, value in zip(cells, values, strict=True):
+                row_cells.append(value)
+    table(f"{len(rows)} artifact(s) of {model}", columns, cells)

@@ -137,12 +137,18 @@ def compile_command(
         )
     else:
         print_report(compiled.report)
-        if results:
+        from orchestrator.cli.results import PERFORMANCE, performance_value
+
+        accuracy = [r for r in results if r.output != PERFORMANCE]
+        performance = [r for r in results if r.output == PERFORMANCE]
+        if accuracy:
             table(
                 "Validation",
                 ["output", "metric", "value", "threshold", "passed"],
-                [(r.output, r.metric, f"{r.value:.3g}", f"{r.threshold:.3g}" if r.threshold is not None else "-", "yes" if r.passed else "NO") for r in results],
+                [(r.output, r.metric, f"{r.value:.3g}", f"{r.threshold:.3g}" if r.threshold is not None else "-", "yes" if r.passed else "NO") for r in accuracy],
             )
+        if performance:
+            table("Performance", ["metric", "value"], [(r.metric, performance_value(r.metric, r.value)) for r in performance])
         console().print(styled("engine package: ") + styled(str(output), "bold"))
     if not passed:
         raise click.exceptions.Exit(1)

@@ -37,6 +37,19 @@ if TYPE_CHECKING:
     help="Model name shown in listings (default: the file name). No '/', '\\', ':', control "
     "characters or leading '.'; a model already stored keeps its first name.",
 )
+@click.option(
+    "--validation-data",
+    type=click.Path(dir_okay=False, path_type=str),
+    metavar="FILE",
+    help="Validate on this data (.safetensors or .npz: one tensor per model input, samples "
+    "first, optional integer `labels` for task accuracy) instead of generated inputs.",
+)
+@click.option(
+    "--calibration-data",
+    type=click.Path(dir_okay=False, path_type=str),
+    metavar="FILE",
+    help="Calibrate int8 on this data (same format; default: the validation data).",
+)
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the builds, showing each phase.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="With --wait: give up after this many seconds (exit 4).")
 @json_option
@@ -48,6 +61,8 @@ def submit_command(
     backend: str | None,
     precision: str | None,
     name: str | None,
+    validation_data: str | None,
+    calibration_data: str | None,
     wait_: bool,
     timeout: float | None,
     as_json: bool,
@@ -55,7 +70,8 @@ def submit_command(
     """Submit MODEL (a torch.export .pt2 file) to be built for each --arch.
 
     The file is checked before it is accepted: anything that could run code when loaded is
-    refused. A target that already has an engine for this model, spec and backend version is
+    refused. Data files are checked against the model's inputs (names, shapes within the
+    spec's ranges, dtypes, no NaNs, no pickles) before anything is stored or queued. A target that already has an engine for this model, spec and backend version is
     answered from the cache without a new build.
     """
     from orchestrator import services
@@ -67,8 +83,12 @@ def submit_command(
         # The spec is resolved (and refused) here as in direct mode, then sent whole; the
         # server checks the model and the spec again against its own limits.
         spec = services.resolve_spec(spec_file, backend=backend, precision=precision)
+        data_files = {
+            role: path for role, path in (("validation", validation_data), ("calibration", calibration_data)) if path
+        }
         submission = remote.submit(
-            model, [t.arch for t in targets], spec.canonical_json(), device_class=device_class, name=name
+            model, [t.arch for t in targets], spec.canonical_json(), device_class=device_class, name=name,
+            data_files=data_files,
         )
         _report(submission, remote, wait_, timeout, as_json)
         return
@@ -76,7 +96,10 @@ def submit_command(
     spec = services.resolve_spec(
         spec_file, backend=backend, precision=precision, max_bytes=farm.settings.max_spec_bytes
     )
-    _report(services.submit(farm, model, targets, spec, name=name), farm, wait_, timeout, as_json)
+    submission = services.submit(
+        farm, model, targets, spec, name=name, validation_data=validation_data, calibration_data=calibration_data
+    )
+    _report(submission, farm, wait_, timeout, as_json)
 
 
 def _report(

@@ -1,13 +1,15 @@
 """Reading a submission's body as it arrives: the model goes to a file chunk by chunk, and the
 upload is refused (413) the moment it reaches the farm's limit, before anything is stored.
 
-Two forms: ``multipart/form-data`` with a ``model`` file part and text fields, or the model as
-the raw body (any other content type) with the fields in the query string.
+Two forms: ``multipart/form-data`` with a ``model`` file part, optional ``validation_data`` and
+``calibration_data`` file parts (each held to the model's size limit) and text fields, or the
+model as the raw body (any other content type) with the fields in the query string.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -42,6 +44,9 @@ class Upload:
     path: Path | None = None
     size: int = 0
     fields: dict[str, list[str]] = field(default_factory=dict)
+    #: data files by role ("validation", "calibration"): where each was written, and the name
+    #: its sender gave it (what errors about it say)
+    data: dict[str, tuple[Path, str]] = field(default_factory=dict)
 
     def first(self, key: str) -> str | None:
         values = self.fields.get(key)
@@ -81,6 +86,47 @@ class _ModelWriter:
             self.stream.close()
 
 
+#: File parts a submission may carry besides the model, by the role of the data in them.
+DATA_PARTS = {"validation_data": "validation", "calibration_data": "calibration"}
+_DATA_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,16}")
+
+
+def data_file_name(role: str, filename: str | None) -> tuple[str, str]:
+    """(the name a data part gets on disk, the name errors call it): the role, with the
+    suffix of the sender's file name, which says its format."""
+    base = PureWindowsPath(PurePosixPath(filename or f"{role}").name).name
+    suffix = PurePosixPath(base).suffix
+    display = clean_model_name(base, default=role)
+    while len(display.encode("utf-8")) > _MAX_NAME_BYTES:
+        display = display[:-1]
+    # a leading dot: no model file is named so (model_file_name), so the two never collide
+    return f".{role}-data{suffix.lower() if _DATA_SUFFIX.fullmatch(suffix) else ''}", display
+
+
+class _DataWriter:
+    def __init__(self, upload: Upload, role: str, filename: str | None, max_bytes: int) -> None:
+        if role in upload.data:
+            raise ApiError(400, "invalid_request", f"a submission carries one '{role}_data' part")
+        name, display = data_file_name(role, filename)
+        self.path = upload.folder / name
+        upload.data[role] = (self.path, display)
+        self.role = role
+        self.size = 0
+        self.max_bytes = max_bytes
+        self.stream = self.path.open("wb")
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size >= self.max_bytes:
+            self.close()
+            raise UploadTooLargeError(f"the {self.role} data", self.max_bytes, "ORCHESTRATE_MAX_MODEL_BYTES")
+        self.stream.write(data)
+
+    def close(self) -> None:
+        if not self.stream.closed:
+            self.stream.close()
+
+
 #: The fields a submission may carry besides the model (``filename``: raw bodies only).
 FIELDS = ("arch", "device_class", "spec", "backend", "precision", "name", "filename")
 
@@ -104,8 +150,9 @@ async def receive(request: Request, folder: Path, max_model_bytes: int, max_fiel
     declared = request.headers.get("content-length")
     slack = MAX_FIELDS * max_field_bytes + 64 * 1024
     if declared is not None and declared.isdigit():
-        # Refused before a byte is read where the client says how much is coming.
-        ceiling = max_model_bytes if kind != b"multipart/form-data" else max_model_bytes + slack
+        # Refused before a byte is read where the client says how much is coming (a multipart
+        # body may carry the model and a data file of each role).
+        ceiling = max_model_bytes if kind != b"multipart/form-data" else (1 + len(DATA_PARTS)) * max_model_bytes + slack
         if int(declared) >= ceiling:
             raise UploadTooLargeError("the upload", max_model_bytes, "ORCHESTRATE_MAX_MODEL_BYTES")
     if kind == b"multipart/form-data":
@@ -137,7 +184,7 @@ async def _receive_multipart(
     header_field = bytearray()
     header_value = bytearray()
     headers: dict[bytes, bytes] = {}
-    writer: list[_ModelWriter] = []
+    writer: list[_ModelWriter | _DataWriter] = []
     text = bytearray()
 
     def on_part_begin() -> None:
@@ -167,9 +214,13 @@ async def _receive_multipart(
             writer.append(
                 _ModelWriter(upload, filename.decode("utf-8", "replace") if filename else None, max_model_bytes)
             )
+        elif name in DATA_PARTS:
+            filename = disposition.get(b"filename")
+            decoded = filename.decode("utf-8", "replace") if filename else None
+            writer.append(_DataWriter(upload, DATA_PARTS[name], decoded, max_model_bytes))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state.get("name") == "model":
+        if state.get("name") == "model" or state.get("name") in DATA_PARTS:
             writer[-1].write(data[start:end])
             return
         text.extend(data[start:end])
@@ -180,7 +231,7 @@ async def _receive_multipart(
 
     def on_part_end() -> None:
         name = str(state.get("name", ""))
-        if name == "model":
+        if name == "model" or name in DATA_PARTS:
             writer[-1].close()
         elif name:
             try:

@@ -241,6 +241,25 @@ def test_pickled_data_is_refused_unopened(digits: ModelCase, tmp_path: Path, no_
     assert "pickle ran" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("header", [128, 640, 1152])
+def test_a_safetensors_file_whose_header_length_starts_like_a_pickle_loads(tmp_path: Path, header: int) -> None:
+    # the first 8 bytes are the header's length: 640 is 80 02 00 ..., a pickle's opening bytes
+    import struct
+
+    path = tmp_path / "data.safetensors"
+    for pad in range(header):
+        save_file({"x": torch.ones(2, 1, 8, 8)}, str(path), metadata={"pad": "p" * pad})
+        if struct.unpack("<Q", path.read_bytes()[:8])[0] == header:
+            break
+    else:
+        pytest.fail(f"no padding gives a {header}-byte header")
+    assert compiler.load_dataset(path).inputs["x"].shape == (2, 1, 8, 8)
+    for protocol in (2, 3, 4, 5):
+        path.write_bytes(pickle.dumps({"x": 1}, protocol=protocol))
+        with pytest.raises(compiler.DatasetError, match="is a pickle"):
+            compiler.load_dataset(path)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [

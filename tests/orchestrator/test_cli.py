@@ -160,3 +160,80 @@ def test_embedded_defaults_from_orchestrate_home(env_farm, tiny_model, tmp_path)
 def test_worker_rejects_a_queue_of_another_architecture(farm):
     result = run(farm, "worker", "--arch", "x86_64", "--queues", "compile.aarch64")
     assert result.exit_code == 2 and "would not run there" in result.stderr
+
+
+# ---------------------------------------------------------------------- data files
+def _tiny_data(folder, name, **arrays):
+    import numpy as np
+
+    path = folder / name
+    np.savez(path, **arrays)
+    return path
+
+
+def test_submit_with_data_files_records_them_on_the_job(farm, tiny_model, tmp_path):
+    import numpy as np
+
+    from orchestrator import models as m
+
+    rows = np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32)
+    validation = _tiny_data(tmp_path, "rows.npz", input=rows, labels=np.arange(6) % 4)
+    calibration = tmp_path / "calibration.safetensors"
+    from safetensors.numpy import save_file
+
+    save_file({"input": rows}, str(calibration))
+    result = run(farm, "submit", str(tiny_model), "--arch", "x86_64", "--validation-data", str(validation),
+                 "--calibration-data", str(calibration), "--json")
+    assert result.exit_code == 0, result.output
+    (job,) = json.loads(result.stdout)["jobs"]
+    import hashlib
+
+    assert job["validation_data_sha256"] == hashlib.sha256(validation.read_bytes()).hexdigest()
+    assert job["calibration_data_sha256"] == hashlib.sha256(calibration.read_bytes()).hexdigest()
+    shown = run(farm, "status", job["id"])
+    assert "validation data" in shown.stdout and job["validation_data_sha256"][:12] in shown.stdout
+    with farm.session() as session:
+        row = session.get(m.Job, job["id"])
+        assert row.validation_data.format == "npz" and row.calibration_data.format == "safetensors"
+        assert farm.store.read_bytes(row.validation_data.uri) == validation.read_bytes()
+    # the same model and spec without the data is another build, not the same queued job's key
+    plain = json.loads(run(farm, "submit", str(tiny_model), "--arch", "x86_64", "--json").stdout)["jobs"][0]
+    with farm.session() as session:
+        assert session.get(m.Job, plain["id"]).cache_key != session.get(m.Job, job["id"]).cache_key
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("wrong_name", "tensor names do not match the program's inputs (missing input; unknown x)"),
+        ("wrong_shape", "input dimension 1 is 9, outside the program's range 8"),
+        ("nan", "input holds 1 NaN or infinite values"),
+        ("pickle", "is a pickle"),
+        ("suffix", "data files must be .safetensors or .npz, not .pt"),
+    ],
+)
+def test_bad_data_file_exits_2_with_one_line_and_no_job(farm, tiny_model, tmp_path, case, expected):
+    import pickle
+
+    import numpy as np
+
+    rows = np.zeros((6, 8), np.float32)
+    if case == "wrong_name":
+        path = _tiny_data(tmp_path, "rows.npz", x=rows)
+    elif case == "wrong_shape":
+        path = _tiny_data(tmp_path, "rows.npz", input=np.zeros((6, 9), np.float32))
+    elif case == "nan":
+        rows[1, 1] = np.nan
+        path = _tiny_data(tmp_path, "rows.npz", input=rows)
+    elif case == "pickle":
+        path = tmp_path / "rows.npz"
+        path.write_bytes(pickle.dumps({"input": rows}))
+    else:
+        path = tmp_path / "rows.pt"
+        path.write_bytes(b"not data")
+    result = run(farm, "submit", str(tiny_model), "--arch", "x86_64", "--validation-data", str(path))
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: --validation-data") and expected in line, line
+    assert "rows" in line and "orchestrate-" not in line  # named as the submitter named it
+    assert json.loads(run(farm, "jobs", "--json").stdout) == []

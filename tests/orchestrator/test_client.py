@@ -78,3 +78,17 @@ def test_download_before_the_job_finished_is_refused(tmp_path):
 def test_unsupported_model_objects_are_refused_with_the_fix(client):
     with pytest.raises(orchestrator.InvalidRequestError, match="torch.export.export"):
         client.submit(object(), arch="x86_64")
+
+
+def test_submit_takes_data_as_tensors_by_input_name(client):
+    import torch
+
+    from orchestrator import models as m
+
+    rows = {"input": torch.randn(4, 8), "labels": torch.tensor([0, 1, 2, 3])}
+    job = client.submit(tiny_program(), arch="aarch64", spec={"validation": {"samples": 3}}, validation_data=rows)
+    with client.farm.session() as session:
+        data = session.get(m.Job, job.id).validation_data
+        assert data is not None and data.format == "safetensors"
+    with pytest.raises(orchestrator.InvalidRequestError, match="--calibration-data refused.*dtype float64"):
+        client.submit(tiny_program(), arch="aarch64", calibration_data={"input": torch.randn(4, 8, dtype=torch.float64)})

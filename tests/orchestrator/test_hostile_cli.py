@@ -233,7 +233,9 @@ def test_many_inputs_and_alias_bombs_are_refused_at_once(farm, tiny_model, tmp_p
     for spec, says in ((many, "over the limit of 1024"), (bomb, "expands to")):
         started = time.monotonic()
         error = one_line_error(run(farm, "submit", str(tiny_model), "--arch", "x86_64", "--spec", str(spec)), 2)
-        assert says in error and time.monotonic() - started < 5
+        # "at once": parsing 30,000 entries used to take minutes (a quadratic check); the bound
+        # leaves room for a loaded CI machine
+        assert says in error and time.monotonic() - started < 30
 
 
 # --------------------------------------------------------------- 9. submit refuses what compile refuses

@@ -25,6 +25,7 @@ FARM_TABLES = {
     "validation_results",
     "workers",
     "api_tokens",
+    "datasets",
 }
 
 

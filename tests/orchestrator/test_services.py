@@ -178,6 +178,19 @@ def test_unreachable_broker_fails_fast_and_leaves_nothing_behind(tmp_path, tiny_
     assert not list((tmp_path / "home" / "artifacts").rglob("sha256/*/*"))
 
 
+def test_unreachable_broker_also_takes_back_the_data_files_it_stored(tmp_path, tiny_model):
+    import numpy as np
+
+    rows = tmp_path / "rows.npz"
+    np.savez(rows, input=np.ones((4, 8), np.float32))
+    farm = Farm(embedded_settings(tmp_path / "home", broker_url="redis://127.0.0.1:1/0"))
+    with pytest.raises(services.UnreachableError, match="nothing was submitted"):
+        services.submit(farm, tiny_model, [Target("x86_64")], _spec(), validation_data=rows, calibration_data=rows)
+    with farm.session() as session:
+        assert session.scalars(select(m.DataFile)).all() == [] and session.scalars(select(m.Job)).all() == []
+    assert not list((tmp_path / "home" / "artifacts").rglob("sha256/*/*"))
+
+
 def test_unreachable_database_is_an_unreachable_error_without_the_password(tmp_path):
     settings = embedded_settings(
         tmp_path / "home", database_url="postgresql://farm:s3cret@127.0.0.1:1/farm"

@@ -116,3 +116,32 @@ def test_artifact_records_the_identity_it_was_built_on_from_the_manifest(farm, t
     assert info.built_on == manifest["built_on"]
     assert info.engine_requirements == [n.to_dict() for n in compiler.program_requirements(manifest)]
     assert info.problems_on(compiler.local_identity()) == []
+
+
+def test_a_job_whose_data_file_vanished_from_the_store_fails_as_data_unavailable(farm, tiny_model, tmp_path):
+    import numpy as np
+
+    rows = tmp_path / "rows.npz"
+    np.savez(rows, input=np.ones((4, 8), np.float32))
+    spec = services.resolve_spec({"validation": {"samples": 2}})
+    (job,) = services.submit(farm, tiny_model, [Target("x86_64")], spec, validation_data=rows).jobs
+    with farm.session() as session:
+        farm.store.delete(session.get(m.Job, job.id).validation_data.uri)
+    outcome = tasks.run_job(farm, job.id, "w1")
+    assert outcome["outcome"] == "failed" and outcome["error_kind"] == "data_unavailable"
+    info = services.get_job(farm, job.id)
+    assert info.error_kind == "data_unavailable" and "submit the data file again" in (info.error_message or "")
+
+
+def test_a_job_with_labelled_data_is_validated_on_it(farm, tiny_model, tmp_path):
+    import numpy as np
+
+    rows = tmp_path / "labelled.npz"
+    np.savez(rows, input=np.random.default_rng(1).standard_normal((8, 8)).astype(np.float32), labels=np.arange(8) % 4)
+    spec = services.resolve_spec({"validation": {"samples": 2, "latency_runs": 2}})
+    (job,) = services.submit(farm, tiny_model, [Target("x86_64")], spec, validation_data=rows).jobs
+    assert tasks.run_job(farm, job.id, "w1")["outcome"] == "succeeded"
+    results = {(r.output, r.metric): r for r in services.results(farm, job.id)}
+    # only the data file has labels: accuracy rows mean the worker validated on it
+    assert results[("output_0", "task_accuracy")].value == results[("output_0", "reference_accuracy")].value
+    assert results[("(performance)", "compiled_p50_ms")].threshold is None

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from orchestrator import services
+from orchestrator.datasets import read_data
 from orchestrator.server import upload
 from orchestrator.server.auth import Caller, farm_of, reader, submitter
 from orchestrator.server.errors import ApiError, forbidden
@@ -40,6 +41,16 @@ SUBMIT_BODY: dict[str, Any] = {
                         "backend": {"type": "string"},
                         "precision": {"type": "string"},
                         "name": {"type": "string"},
+                        "validation_data": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "validation data, .safetensors or .npz (the file name's suffix says which)",
+                        },
+                        "calibration_data": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "int8 calibration data, .safetensors or .npz",
+                        },
                     },
                 }
             },
@@ -94,7 +105,20 @@ def _submit(farm: services.Farm, received: upload.Upload, user: str) -> services
         max_bytes=farm.settings.max_spec_bytes,
     )
     assert received.path is not None
-    return services.submit(farm, received.path, targets, spec, name=received.first("name"), submitted_by=user)
+    data = {
+        role: read_data(role, path, farm.settings.max_model_bytes, display=display)
+        for role, (path, display) in received.data.items()
+    }
+    return services.submit(
+        farm,
+        received.path,
+        targets,
+        spec,
+        name=received.first("name"),
+        submitted_by=user,
+        validation_data=data.get("validation"),
+        calibration_data=data.get("calibration"),
+    )
 
 
 @router.post("", status_code=201, openapi_extra=SUBMIT_BODY, summary="Submit a model")

@@ -165,12 +165,16 @@ def test_a_cuda_program_is_moved_to_its_device_without_touching_the_callers_weig
             self.linear = nn.Linear(4, 4)
 
         def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002  (FX renames this name)
-            return self.linear(input) + torch.ones(4)
+            return (self.linear(input) + torch.ones(4)).view(4, 2)
 
     model = WithFactory().eval()
     program = torch.export.export(model, (torch.randn(2, 4),))
     _, gm, _ = lower(program, LoweringSettings(spec()))
+    assert any(n.target is torch.ops.aten.view.default for n in gm.graph.nodes)
     move_graph_to_device(gm, torch.device("meta"))
+    # views traced on the CPU's strides become reshapes: CUDA kernels may lay values out otherwise
+    targets = {n.target for n in gm.graph.nodes}
+    assert torch.ops.aten.view.default not in targets and torch.ops.aten.reshape.default in targets
     assert {t.device.type for t in [*gm.parameters(), *gm.buffers()]} == {"meta"}
     devices = [n.kwargs["device"] for n in gm.graph.nodes if "device" in n.kwargs]
     assert devices and all(torch.device(d).type == "meta" for d in devices)

@@ -237,3 +237,66 @@ def test_backend_registry_lists_onnxruntime_with_its_version() -> None:
     assert backend_versions()["onnxruntime"] == ort.__version__
     with pytest.raises(BackendUnavailableError, match="unknown backend 'nope'"):
         get_backend("nope")
+
+
+# ---------------------------------------------------------------------- fp16 on the CUDA provider
+HAS_CUDA_PROVIDER = "CUDAExecutionProvider" in ort.get_available_providers()
+FP16_CUDA = CompileSpec.parse({"device": "cuda", "precision": "fp16"})
+
+
+def test_fp16_conversion_keeps_float32_inputs_and_outputs_and_computes_in_float16() -> None:
+    from onnx.reference import ReferenceEvaluator
+
+    from compiler.backends.onnxruntime import convert_to_fp16
+
+    converted = onnx.load_from_string(convert_to_fp16(onnx.load_from_string(MLP)))
+    onnx.checker.check_model(converted, full_check=True)
+    io = [*converted.graph.input, *converted.graph.output]
+    assert [v.type.tensor_type.elem_type for v in io] == [F, F]  # the calling convention is fp32's
+    assert {i.data_type for i in converted.graph.initializer} == {TensorProto.FLOAT16}
+    ops = [n.op_type for n in converted.graph.node]
+    assert ops[0] == "Cast" and ops[-1] == "Cast" and {"MatMul", "Add", "Relu"} <= set(ops)
+    x = RNG.standard_normal((3, 8)).astype(np.float32)
+    (got,) = ReferenceEvaluator(converted).run(None, {"x": x})
+    assert got.dtype == np.float32
+    half = np.float16
+    in_fp16 = np.maximum(x.astype(half) @ W.astype(half) + B.astype(half), 0).astype(np.float32)
+    np.testing.assert_allclose(got, in_fp16, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(got, np.maximum(x @ W + B, 0), rtol=2e-2, atol=2e-2)
+
+
+def test_fp16_is_accepted_on_cuda_where_the_cuda_provider_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    BACKEND.check_spec(FP16_CUDA)
+    BACKEND.check_spec(CompileSpec.parse({"device": "cuda:1", "precision": "fp16"}))
+
+
+@pytest.mark.skipif(HAS_CUDA_PROVIDER, reason="this onnxruntime has the CUDA provider")
+def test_fp16_without_the_cuda_provider_is_refused_saying_what_to_install() -> None:
+    with pytest.raises(BackendError, match="fp16 with onnxruntime runs on its CUDA provider.*onnxruntime-gpu"):
+        BACKEND.check_spec(FP16_CUDA)
+
+
+def test_fp16_on_the_cpu_is_refused() -> None:
+    with pytest.raises(BackendError, match="needs device cuda"):
+        BACKEND.check_spec(CompileSpec.parse({"precision": "fp16"}))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(
+    not HAS_CUDA_PROVIDER or not torch.cuda.is_available(),
+    reason="onnxruntime's CUDAExecutionProvider is not installed here (onnxruntime-gpu), or no CUDA GPU",
+)
+def test_fp16_engine_on_the_cuda_provider_is_half_precision_and_passes_the_fp16_gate() -> None:
+    import compiler
+
+    module = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.GELU(), torch.nn.LayerNorm(32), torch.nn.Linear(32, 4)).eval()
+    compiled = compiler.compile(module, FP16_CUDA, (torch.randn(4, 8),), validate=True)
+    ((meta, engine),) = compiled.engines.values()
+    assert meta.extra["precision"] == "fp16" and meta.extra["providers"][0] == "CUDAExecutionProvider"
+    assert TensorProto.FLOAT16 in {i.data_type for i in onnx.load_from_string(engine).graph.initializer}
+    out = compiled(torch.randn(4, 8, device="cuda"))
+    assert out.dtype == torch.float32 and out.device.type == "cuda"
+    results = {(r["output"], r["metric"]): r for r in compiled.report.validation}
+    assert results[("output_0", "cosine_similarity")]["passed"]
+    assert ("(performance)", "cuda_max_allocated_mb") in results

@@ -164,3 +164,25 @@ def test_python_client_through_the_server(server_env, tiny_model, monkeypatch) -
     assert isinstance(from_env.api, RemoteFarm)
     (again,) = from_env.submit(tiny_model.read_bytes(), ["aarch64"])
     assert from_env.job(again.id).status().arch == "aarch64"
+
+
+def test_python_client_sends_data_by_name_and_from_files_through_the_server(server_env, tiny_model, tmp_path) -> None:
+    import numpy as np
+    import torch
+
+    import orchestrator
+    from orchestrator import models as m
+    from orchestrator.client import Client
+
+    client = Client(api_url=server_env["ORCHESTRATE_API_URL"], token=server_env["ORCHESTRATE_TOKEN"])
+    rows = tmp_path / "rows.npz"
+    np.savez(rows, input=np.ones((4, 8), np.float32))
+    handle = client.submit(
+        tiny_model, "aarch64", validation_data={"input": torch.zeros(4, 8), "labels": torch.arange(4)},
+        calibration_data=rows,
+    )
+    with Farm(get_settings()).session() as session:
+        job = session.get(m.Job, handle.id)
+        assert job.validation_data.format == "safetensors" and job.calibration_data.format == "npz"
+    with pytest.raises(orchestrator.InvalidRequestError, match="--validation-data refused.*missing input; unknown x"):
+        client.submit(tiny_model, "aarch64", validation_data={"x": torch.zeros(4, 8)})

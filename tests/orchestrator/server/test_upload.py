@@ -126,3 +126,55 @@ def test_a_spec_field_over_its_limit_is_refused_while_it_streams(api: Api, tiny_
         )
     assert response.status_code == 413
     assert "ORCHESTRATE_MAX_SPEC_BYTES" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("role", ["validation", "calibration"])
+def test_a_data_part_over_the_limit_is_refused_and_nothing_is_stored(api: Api, tiny_model: Path, role: str) -> None:
+    with api.farm.session() as session:
+        counts = (session.query(m.Model).count(), session.query(m.Job).count(), session.query(m.DataFile).count())
+    objects = _store_objects(api)
+    with api.client("alice") as client:
+        response = client.post(
+            "/jobs",
+            files={"model": ("t.pt2", tiny_model.read_bytes()), f"{role}_data": ("rows.npz", b"\0" * MAX_MODEL_BYTES)},
+            data={"arch": "x86_64"},
+        )
+    assert response.status_code == 413, response.text
+    assert f"the {role} data" in response.json()["error"]["message"]
+    with api.farm.session() as session:
+        assert (session.query(m.Model).count(), session.query(m.Job).count(), session.query(m.DataFile).count()) == counts
+    assert _store_objects(api) == objects
+
+
+def test_data_parts_are_stored_with_the_job_and_a_second_part_of_one_role_is_refused(api: Api, tiny_model: Path) -> None:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, input=np.ones((4, 8), np.float32))
+    rows = buffer.getvalue()
+    with api.client("alice") as client:
+        files = [("model", ("t.pt2", tiny_model.read_bytes())), ("validation_data", ("rows.npz", rows))]
+        accepted = client.post("/jobs", files=files, data={"arch": "aarch64"})
+        twice = client.post("/jobs", files=[*files, ("validation_data", ("again.npz", rows))], data={"arch": "aarch64"})
+    assert accepted.status_code == 201, accepted.text
+    (job,) = accepted.json()["jobs"]
+    with api.farm.session() as session:
+        data = session.get(m.Job, job["id"]).validation_data
+        assert data is not None and data.sha256 == hashlib.sha256(rows).hexdigest() and data.format == "npz"
+    assert twice.status_code == 400 and "one 'validation_data' part" in twice.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("held_out.npz", (".validation-data.npz", "held_out.npz")),
+        ("../../x.SAFETENSORS", (".validation-data.safetensors", "x.SAFETENSORS")),
+        ("rows.pt", (".validation-data.pt", "rows.pt")),
+        (None, (".validation-data", "validation")),
+        ("a.b;rm -rf", (".validation-data", "a.b;rm -rf")),
+    ],
+)
+def test_data_part_names_keep_only_a_plain_suffix(given: str | None, expected: tuple[str, str]) -> None:
+    assert upload.data_file_name("validation", given) == expected

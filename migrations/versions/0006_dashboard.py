@@ -10,8 +10,8 @@ alone. On 10,000 builds of one model (SQLite) the page went from 37 to 4 ms and 
 (created_at, id) complete in it, a listing filtered by model and architecture keeps using it
 (SQLite would otherwise walk the model-wide index and filter the architecture row by row).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-02
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | Sequence[str] | None = "0004"
+revision: str = "0006"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
