@@ -2,9 +2,9 @@
 take_along_dim, slice/select scatter, copy, and triangular masks (tril/triu).
 
 Boolean-mask indexing ``x[mask]`` (one mask, no other index tensor) converts to NonZero +
-GatherND; its output size depends on the values (see ``selection``). Mask assignment of a tensor,
-and masks mixed with index tensors, stay in PyTorch (``x[mask] = scalar`` is an elementwise
-select).
+GatherND; its output size depends on the values (see ``selection``). ``x[mask] = v`` scatters
+v's rows to the mask's positions (ScatterND; ``x[mask] = scalar`` is an elementwise select);
+masks mixed with index tensors stay in PyTorch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import fx
 
 from compiler.conversion.context import ConversionContext, ConversionError, fake_of
 from compiler.conversion.converters._helpers import argument, normalize_dim
-from compiler.conversion.converters.selection import MASK_DTYPES, mask_index
+from compiler.conversion.converters.selection import MASK_DTYPES, mask_index, nonzero_rows
 from compiler.conversion.converters.shape import INT64_MAX, slice_axis, static_shape
 from compiler.conversion.registry import converter
 
@@ -131,20 +131,27 @@ def aten_index(
     return _transpose(ctx, out, _result_perm(positions, index_rank, len(rest), adjacent))
 
 
+def _one_element(fake: torch.Tensor) -> bool:
+    # values computed from x[mask] have a data-dependent size: not known to be one element
+    return all(isinstance(d, int) for d in fake.shape) and fake.numel() == 1
+
+
 def _validate_index_put(node: fx.Node) -> str | None:
     if not _has_mask(node):
         return None
     fakes = _index_fakes(node)
     values = fake_of(node.args[2])
     accumulate = argument(node.args, node.kwargs, 3, "accumulate", False)  # type: ignore[arg-type]
-    if len(fakes) == 1 and fakes[0].dtype == torch.bool and values.numel() == 1 and not accumulate:
+    if len(fakes) == 1 and fakes[0].dtype == torch.bool and _one_element(values) and not accumulate:
         return None  # x[mask] = scalar is an elementwise select
-    return "boolean-mask index_put has a data-dependent number of updates"
+    if len(fakes) == 1 and fakes[0] is not None:
+        return None  # x[mask] = v: v's rows scatter to the mask's positions
+    return "boolean-mask index_put with other index tensors or a mask past dim 0"
 
 
 @converter(
     aten.index_put.default,
-    onnx_ops={"ScatterND", "Slice", "Where", "Reshape", *_ADVANCED_INDEX_OPS},
+    onnx_ops={"ScatterND", "Slice", "Where", "Reshape", "NonZero", *_ADVANCED_INDEX_OPS},
     validator=_validate_index_put,
 )
 def aten_index_put(
@@ -157,12 +164,19 @@ def aten_index_put(
     accumulate = bool(argument(args, kwargs, 3, "accumulate", False))
     rank = ctx.node_rank(node)
     if _has_mask(node):
-        mask = indices[0]
+        mask = ctx.cast(indices[0], torch.bool)
         mask_rank = ctx.node_rank(node.args[1][0])  # type: ignore[index]
-        if mask_rank < rank:
-            mask = ctx.op("Unsqueeze", mask, ctx.ints(list(range(mask_rank, rank))))
-        scalar = ctx.op("Reshape", values, ctx.ints([]))
-        return ctx.op("Where", ctx.cast(mask, torch.bool), scalar, x)
+        if _one_element(fake_of(node.args[2])) and not accumulate and fake_of(node.args[1][0]).dtype == torch.bool:  # type: ignore[index]
+            if mask_rank < rank:
+                mask = ctx.op("Unsqueeze", mask, ctx.ints(list(range(mask_rank, rank))))
+            scalar = ctx.op("Reshape", values, ctx.ints([]))
+            return ctx.op("Where", mask, scalar, x)
+        # x[mask] = v: one update row per selected position, v broadcast to [N, x.shape[k:]]
+        where = nonzero_rows(ctx, mask)
+        count = ctx.op("Slice", ctx.shape(where), ctx.ints([0]), ctx.ints([1]))
+        row_shape = ctx.op("Slice", ctx.shape(x), ctx.ints([mask_rank]), ctx.ints([INT64_MAX]))
+        updates = ctx.op("Expand", values, ctx.op("Concat", count, row_shape, axis=0))
+        return ctx.op("ScatterND", x, where, updates, reduction="add" if accumulate else None)
     positions, rest, adjacent = _advanced_layout(node)
     axes_first = positions + rest
     data = _transpose(ctx, x, axes_first)

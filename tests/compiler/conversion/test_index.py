@@ -394,13 +394,15 @@ def test_boolean_mask_index_converts() -> None:
     assert _reason(node) is None
 
 
-def test_boolean_mask_index_put_of_a_tensor_is_declined() -> None:
-    (node,) = _nodes_of(
-        Fn(lambda x, m, v: x.index_put((m,), v)),
-        [R(4), idx(1, 0, 1, 0).bool(), R(2)],
-        aten.index_put.default,
-    )
-    assert "data-dependent" in str(_reason(node))
+def _put_mask_columns(x: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    z = x.clone()
+    z[:, m] = v
+    return z
+
+
+def test_boolean_mask_index_put_past_dim_0_is_declined() -> None:
+    (node,) = _nodes_of(Fn(_put_mask_columns), [R(3, 4), idx(1, 0, 1, 0).bool(), R(3, 1)], aten.index_put.default)
+    assert "past dim 0" in str(_reason(node))
 
 
 def test_scatter_reduce_mean_and_exclusive_self_are_declined() -> None:

@@ -30,6 +30,13 @@ def sparse(*shape: int) -> torch.Tensor:
     return R(*shape) * bools(*shape)
 
 
+def _put_mask_rows(x: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` where ``m`` holds, replaced by ``v`` (broadcast): as many rows as ``m`` has."""
+    out = x.clone()
+    out[m] = v
+    return out
+
+
 CASES = [
     # nonzero / argwhere
     OpCase("nonzero_float_2d", Fn(torch.nonzero), [sparse(3, 4)], more_inputs=[[sparse(3, 4)], [torch.zeros(3, 4)]]),
@@ -79,6 +86,19 @@ CASES = [
         [R(5, 3)],
         dynamic=[BATCH],
         more_inputs=[[R(8, 3)]],
+    ),
+    # x[mask] = v
+    OpCase("mask_put_rows", Fn(_put_mask_rows), [R(5, 3), torch.tensor([True, False, True, True, False]), R(3, 3)]),
+    OpCase("mask_put_broadcast_row", Fn(_put_mask_rows), [R(4, 3), torch.tensor([False, True, False, True]), R(3)]),
+    OpCase("mask_put_elements", Fn(lambda x, m: x.index_put((m,), x[m] * -2)), [R(3, 4), bools(3, 4)]),
+    OpCase("mask_put_accumulate", Fn(lambda x, m: x.index_put((m,), x[m] + 1, accumulate=True)), [R(2, 5), bools(2, 5)]),
+    OpCase("mask_put_int", Fn(lambda x, m: x.index_put((m,), x[m] // 2)), [ints(4, 4), bools(4, 4)]),
+    OpCase(
+        "mask_put_dynamic",
+        Fn(lambda x: x.index_put((x > 0,), x[x > 0].sqrt())),
+        [R(3, 4)],
+        dynamic=[BATCH],
+        more_inputs=[[R(8, 4)]],
     ),
     # masked_select
     OpCase("masked_select_same_shape", Fn(torch.masked_select), [R(3, 4), bools(3, 4)]),
