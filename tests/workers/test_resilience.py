@@ -127,3 +127,14 @@ def _subclasses(cls: type) -> set[type]:
     for sub in list(found):
         found |= _subclasses(sub)
     return found | {cls}
+
+
+def test_a_backend_that_fails_the_build_exits_1_not_2(tiny_model, tmp_path):
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    # onnxruntime on a CUDA device, on a machine without its CUDA provider: the backend fails
+    result = CliRunner().invoke(main, ["compile", str(tiny_model), "--device", "cuda", "-o", str(tmp_path / "e.pt2")])
+    assert result.exit_code == EXIT_JOB_FAILED, result.output
+    assert "backend_failed" in result.output and "CUDAExecutionProvider" in result.output
