@@ -7,8 +7,8 @@ in a temporary folder; the machine's shared ones are never touched). Every job i
 with a spec that only ``--builds`` distinct builds share, submitted in an interleaved order, so
 each build is compiled once and its twins are answered from it (by the claim, or by submit once
 the artifact exists). Submissions go on in a thread of their own (one refused during an outage is
-made again half a second later); as completed jobs pass the schedule's marks (and at least
-``--fault-gap`` s apart), it injects:
+made again half a second later); as the builds done pass the schedule's marks (10, 25, 40, 55
+and 70 %; faults at least ``--fault-gap`` s apart), it injects:
 
 * ``kill``: SIGKILL of a whole worker (its Celery parent and pool process) while it builds; a
   new worker takes its place, and another worker's reaper must queue the job again;
@@ -88,13 +88,16 @@ def children(pid: int) -> list[int]:
 
 
 def counts(farm: Farm) -> Counter[str] | None:
-    """Jobs by state, or None while the database is down."""
+    """Jobs by state, and ``built`` (artifacts), or None while the database is down."""
     try:
         with farm.session() as session:
             rows = session.execute(select(m.Job.state, func.count()).group_by(m.Job.state)).all()
+            built = session.scalar(select(func.count()).select_from(m.Artifact)) or 0
     except UnreachableError:
         return None
-    return Counter({state.value: int(n) for state, n in rows})
+    found = Counter({state.value: int(n) for state, n in rows})
+    found["built"] = int(built)
+    return found
 
 
 def last_finished(farm: Farm) -> float | None:
@@ -190,7 +193,9 @@ def main() -> None:
                     if fault.next_completion_s is None and newest is not None and newest > fault.ended_at:
                         fault.next_completion_s = round(newest - fault.ended_at, 2)
                 last_fault = faults[-1].ended_at if faults else 0.0
-                if schedule and completed >= schedule[0][0] * args.jobs and time.time() - last_fault >= args.fault_gap:
+                # marks are fractions of the builds: twins complete in bursts once theirs is built
+                due = schedule and state["built"] >= schedule[0][0] * args.builds
+                if due and time.time() - last_fault >= args.fault_gap:
                     _, kind = schedule.pop(0)
                     fault = Fault(kind, completed, time.time())
                     fault.detail = f"at {time.time() - t0:.1f} s"
@@ -262,7 +267,7 @@ def main() -> None:
             "refusals": dict(Counter(refused)),
             "states": dict(states),
             # every row, including any a refused submission might have left behind
-            "jobs_in_database": sum((counts(farm) or Counter()).values()),
+            "jobs_in_database": sum(v for k, v in (counts(farm) or Counter()).items() if k != "built"),
             "completed": states["succeeded"],
             "lost": len(stuck) + len(unexplained) + (args.jobs - len(jobs)),
             "stuck": stuck[:20],

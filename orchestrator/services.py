@@ -1,4 +1,7 @@
-"""Submit and query services: the one implementation behind the CLI and the Python client.
+"""Submit and control services: the one implementation behind the CLI and the Python client.
+
+Reading the farm lives in ``orchestrator.queries`` and handing out engines in
+``orchestrator.artifacts``; their names stay importable from here.
 
 A submission is accepted in this order, so that a worker never sees half of it:
 validate the file (untrusted) -> store the blob -> write model, spec and job rows -> COMMIT ->

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -303,6 +304,8 @@ class RedisServer:
     def start(self, timeout: float = 20.0) -> RedisServer:
         listen = ["--port", str(self.port)]
         if self.tls:
+            if shutil.which("openssl") is None:
+                raise RuntimeError("a TLS Redis needs openssl to make its certificates")
             self._make_certificates()
             listen = [
                 "--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no",
@@ -344,7 +347,7 @@ class PostgresServer:
     port, trust authentication, durability off (a test server, fast). PostgreSQL refuses to
     run as root, so as root the cluster belongs to (and runs as) the ``postgres`` user."""
 
-    BIN_DIRS = ("/usr/local/bin", "/usr/lib/postgresql/15/bin", "/usr/bin")
+    BIN_DIRS = ("/usr/local/bin", "/usr/bin")
 
     def __init__(self, root: Path, *, port: int | None = None, user: str = "postgres") -> None:
         self.root = Path(root)
@@ -354,7 +357,10 @@ class PostgresServer:
 
     @classmethod
     def binary(cls, name: str) -> str | None:
-        return next((f"{d}/{name}" for d in cls.BIN_DIRS if Path(d, name).exists()), None)
+        """``name`` on the usual paths, else in Debian's versioned folders (newest first)."""
+        versioned = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
+        folders = [*map(Path, cls.BIN_DIRS), *versioned]
+        return next((str(d / name) for d in folders if (d / name).exists()), None)
 
     @classmethod
     def available(cls) -> bool:

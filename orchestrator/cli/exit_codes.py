@@ -29,12 +29,22 @@ FARM_KINDS: dict[str, int] = {
     "cancelled": EXIT_CANCELLED,
 }
 
-#: compiler error kinds that blame what the user gave (model, spec, data, engine file): bad
-#: usage. Every other compiler kind (a lowering, conversion or backend build that failed, the
-#: accuracy gate) is a failed build, exit 1: running it again with the same input fails again,
-#: but the input was not malformed.
+#: compiler error kinds that blame what the user gave (model, spec, data, engine file), or a spec
+#: that asks for what the model cannot have (``unsupported_op``: full compilation of a model with
+#: ops the backend lacks; the fix is in the spec): bad usage. Every other compiler kind (a
+#: lowering, conversion or backend build that failed, the accuracy gate) is a failed build,
+#: exit 1: the same input fails again, but the input was not malformed.
 COMPILER_USAGE_KINDS = frozenset(
-    {"invalid_spec", "invalid_model", "unsafe_model", "input_mismatch", "invalid_dataset", "incompatible_engine", "engine_corrupt"}
+    {
+        "invalid_spec",
+        "invalid_model",
+        "unsafe_model",
+        "input_mismatch",
+        "invalid_dataset",
+        "incompatible_engine",
+        "engine_corrupt",
+        "unsupported_op",
+    }
 )
 
 

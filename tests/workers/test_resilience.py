@@ -3,6 +3,7 @@ hard time limit kills a compile (the fault tests prove the same with real server
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -74,8 +75,14 @@ def test_a_build_cancelled_midway_stops_at_its_next_phase(farm, tiny_model):
 @pytest.mark.parametrize(
     ("limit", "said"), [(TimeLimitExceeded(2100), "hard time limit"), (SoftTimeLimitExceeded(), "soft time limit")]
 )
-def test_a_time_limit_that_ended_the_task_fails_the_running_job_as_timeout(tiny_model, limit, said):
+def test_a_time_limit_that_ended_the_task_fails_the_running_job_as_timeout(tiny_model, limit, said, tmp_path, monkeypatch):
+    # the task finds its farm from the process's settings: make those a throw-away home
+    for key in [k for k in os.environ if k.startswith("ORCHESTRATE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("ORCHESTRATE_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
     farm = Farm(get_settings())
+    assert farm.settings.home == tmp_path / "home"
     job = _queued(farm, tiny_model)
     with farm.session() as session:
         task_id = session.get(m.Job, job.id).celery_task_id  # type: ignore[union-attr]
@@ -91,6 +98,7 @@ def test_a_time_limit_that_ended_the_task_fails_the_running_job_as_timeout(tiny_
     assert tasks.claim(farm, again.id, "w1", None) is not None
     tasks.compile_job.on_failure(TimeLimitExceeded(2100), "another-message", [again.id], {}, None)
     assert services.get_job(farm, again.id).state == "running"
+    get_settings.cache_clear()
 
 
 def test_each_worker_is_judged_live_by_its_own_heartbeat_interval():
@@ -119,3 +127,14 @@ def _subclasses(cls: type) -> set[type]:
     for sub in list(found):
         found |= _subclasses(sub)
     return found | {cls}
+
+
+def test_a_backend_that_fails_the_build_exits_1_not_2(tiny_model, tmp_path):
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    # onnxruntime on a CUDA device, on a machine without its CUDA provider: the backend fails
+    result = CliRunner().invoke(main, ["compile", str(tiny_model), "--device", "cuda", "-o", str(tmp_path / "e.pt2")])
+    assert result.exit_code == EXIT_JOB_FAILED, result.output
+    assert "backend_failed" in result.output and "CUDAExecutionProvider" in result.output
