@@ -135,34 +135,56 @@ step_wheels() {
     touch "$DIR/.wheels-done"
 }
 
+# What this invocation mounted; unmounted again (deepest first) when it exits, so the root
+# under .data never keeps the host's /dev and /sys bound inside it longer than a command runs.
+MOUNTED=()
+release_mounts() {
+    local i
+    for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
+        umount -R "${MOUNTED[i]}" 2>/dev/null || umount -l "${MOUNTED[i]}" 2>/dev/null || true
+    done
+    MOUNTED=()
+}
+trap release_mounts EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# mount_at TARGET MOUNT-ARGS...: mount unless something already is (another invocation's).
+mount_at() {
+    local target=$1
+    shift
+    mountpoint -q "$target" && return
+    mount "$@" "$target"
+    MOUNTED+=("$target")
+}
+
 mount_root() {
-    local target
-    mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
+    mount_at "$ROOT/proc" -t proc proc
     # Debian's qemu 7.2 passes the host's x86 /proc/cpuinfo through; torch and onnxruntime
     # (pytorch/cpuinfo) segfault at import on it. Show them an arm64 one.
     if ! grep -q '^CPU architecture' "$ROOT/proc/cpuinfo"; then
         mount --bind "$REPO/scripts/aarch64/cpuinfo" "$ROOT/proc/cpuinfo"
+        MOUNTED+=("$ROOT/proc/cpuinfo")
     fi
-    mountpoint -q "$ROOT/sys" || mount --rbind /sys "$ROOT/sys"
-    mountpoint -q "$ROOT/dev" || mount --rbind /dev "$ROOT/dev"
+    mount_at "$ROOT/sys" --rbind /sys
+    mount_at "$ROOT/dev" --rbind /dev
     mkdir -p "$ROOT/repo" "$ROOT/wheels"
-    mountpoint -q "$ROOT/wheels" || mount --bind "$WHEELS" "$ROOT/wheels"
+    mount_at "$ROOT/wheels" --bind "$WHEELS"
     # The repo read-only: the emulated worker runs this checkout's code and cannot change it.
     if ! mountpoint -q "$ROOT/repo"; then
-        mount --bind "$REPO" "$ROOT/repo"
+        mount_at "$ROOT/repo" --bind "$REPO"
         mount -o remount,bind,ro "$ROOT/repo"
     fi
     # A local artifact store or SQLite database must be the same path on both sides.
     if [ -n "${ORCHESTRATE_HOME:-}" ]; then
-        target=$ROOT$ORCHESTRATE_HOME
-        mkdir -p "$ORCHESTRATE_HOME" "$target"
-        mountpoint -q "$target" || mount --bind "$ORCHESTRATE_HOME" "$target"
+        mkdir -p "$ORCHESTRATE_HOME" "$ROOT$ORCHESTRATE_HOME"
+        mount_at "$ROOT$ORCHESTRATE_HOME" --bind "$ORCHESTRATE_HOME"
     fi
 }
 
+# Mounts left by an invocation that was killed: everything under this root, deepest first.
 cmd_umount() {
     local m
-    # Deepest first; only mounts under this root.
     for m in $(awk -v r="$ROOT" '$2 == r || index($2, r "/") == 1 {print $2}' /proc/mounts | sort -r); do
         umount -l "$m" 2>/dev/null || true
     done
@@ -182,6 +204,14 @@ step_venv() {
     mount_root
     log "installing the aarch64 wheels into $VENV (emulated pip)"
     in_root python3 -m venv "$VENV"
+    # The host's pip decided markers for the host's Python, not this root's 3.11.2 (redis needs
+    # async-timeout below 3.11.3): the root's own pip adds what it needs to the cache (emulated,
+    # but it only downloads what is missing), then installs from the cache alone.
+    # The CAs this host trusts (an egress proxy's among them, where there is one) for that pip.
+    cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$ROOT/etc/ssl/host-ca-certificates.crt"
+    in_root "$VENV/bin/pip" download -q --cert /etc/ssl/host-ca-certificates.crt \
+        --find-links /wheels --dest /wheels \
+        "torch==$TORCH_VERSION" -r /wheels/requirements.txt
     in_root "$VENV/bin/pip" install -q --no-index --find-links /wheels \
         "torch==$TORCH_VERSION" -r /wheels/requirements.txt
     in_root "$VENV/bin/python" -c "import torch, onnxruntime, celery, sqlalchemy" \
@@ -201,17 +231,21 @@ cmd_setup() {
     step_root
     step_wheels
     step_venv
+}
+
+cmd_ready() {
+    cmd_setup
     mount_root
     log "ready: $(in_root "$VENV/bin/python" -c 'import platform, torch, onnxruntime; print(platform.machine(), "python", platform.python_version(), "torch", torch.__version__, "onnxruntime", onnxruntime.__version__)')"
 }
 
 case "${1:-}" in
     plan) cmd_plan ;;
-    setup) cmd_setup ;;
+    setup) cmd_ready ;;
     wheels) mkdir -p "$DIR"; step_wheels ;;
     exec) shift; cmd_setup >&2; mount_root; in_root "$@" ;;
     worker) shift; cmd_setup >&2; mount_root; in_root "$VENV/bin/orchestrate" worker --arch auto "$@" ;;
-    check) shift; cmd_setup; "$HOST_PYTHON" "$REPO/scripts/aarch64/e2e.py" --script "$0" "$@" ;;
+    check) shift; cmd_ready; "$HOST_PYTHON" "$REPO/scripts/aarch64/e2e.py" --script "$0" "$@" ;;
     umount) cmd_umount ;;
     *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
