@@ -8,7 +8,9 @@
 #   bash scripts/aarch64-worker.sh worker [ARGS]  # `orchestrate worker --arch auto ARGS` in the root
 #   bash scripts/aarch64-worker.sh exec CMD...    # any command in the root (repo at /repo)
 #   bash scripts/aarch64-worker.sh plan           # print the root and wheel commands, run nothing
-#   bash scripts/aarch64-worker.sh umount         # undo the root's mounts
+#   bash scripts/aarch64-worker.sh umount         # undo mounts a killed command left behind
+#   bash scripts/aarch64-worker.sh clean          # delete the cache (never rm -rf it by hand while
+#                                                 #   a command runs: /dev and /sys are bound in it)
 #
 # Everything is cached under $ORCHESTRATE_AARCH64_DIR (default: .data/aarch64 in the repo); each
 # step leaves a stamp and is skipped on the next run. Needs root (apt-get, mount, chroot).
@@ -190,6 +192,20 @@ cmd_umount() {
     done
 }
 
+# Delete the cache: refused while a process runs in the root; --one-file-system never descends
+# into a mount (the host's /dev and /sys are bound in the root while a command runs).
+cmd_clean() {
+    local link pid
+    for link in /proc/[0-9]*/root; do
+        if [ "$(readlink "$link" 2>/dev/null)" = "$ROOT" ]; then
+            pid=${link#/proc/}
+            die "process ${pid%/root} runs in $ROOT (a worker or exec?): stop it first"
+        fi
+    done
+    cmd_umount
+    rm -rf --one-file-system "$DIR"
+}
+
 # Run a command inside the root with a clean environment plus ORCHESTRATE_* from this one.
 in_root() {
     local env=(HOME=/root LANG=C.UTF-8 PATH="$VENV/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -247,5 +263,6 @@ case "${1:-}" in
     worker) shift; cmd_setup >&2; mount_root; in_root "$VENV/bin/orchestrate" worker --arch auto "$@" ;;
     check) shift; cmd_ready; "$HOST_PYTHON" "$REPO/scripts/aarch64/e2e.py" --script "$0" "$@" ;;
     umount) cmd_umount ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    clean) cmd_clean ;;
+    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -2,7 +2,7 @@
 
 Runs ``bash scripts/aarch64-worker.sh check``: an arm64 Debian root through qemu-user-static and
 binfmt_misc, ``orchestrate worker --arch auto`` inside it, ``orchestrate submit --arch aarch64
---wait`` from the host. The first run builds the root and downloads the wheels (about 15 minutes
+--wait`` from the host. The first run builds the root and downloads the wheels (about 26 minutes
 here); later runs reuse them from ``$ORCHESTRATE_AARCH64_DIR`` (default ``.data/aarch64``). Needs
 root. README.md (*An aarch64 worker under emulation*) records a run.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,11 @@ pytestmark = [
 
 
 def test_emulated_aarch64_worker_builds_and_validates_an_engine_recorded_as_built_on_aarch64() -> None:
+    # The host side of the check (submit, queries) runs on this interpreter and its packages.
+    env = {"ORCHESTRATE_AARCH64_HOST_PYTHON": sys.executable, **os.environ}
     done = subprocess.run(
         ["bash", str(REPO / "scripts" / "aarch64-worker.sh"), "check"],
+        env=env,
         capture_output=True,
         text=True,
         timeout=3500,
