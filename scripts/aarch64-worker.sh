@@ -22,8 +22,9 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${ORCHESTRATE_AARCH64_DIR:-$REPO/.data/aarch64}
 ROOT=$DIR/root
 WHEELS=$DIR/wheels
-SUITE=${ORCHESTRATE_AARCH64_SUITE:-bookworm}
-# Debian bookworm's python3 and glibc: the wheels must fit both.
+# Debian bookworm: python3 3.11 (3.11.2: scripts/aarch64/requirements.py decides markers for
+# it) and glibc 2.36; the wheels must fit both, so the suite is not a setting.
+SUITE=bookworm
 PY_VERSION=3.11
 GLIBC_MINOR=36
 # The smallest torch that meets pyproject's floor (torch>=2.8) on aarch64: PyPI's 2.8.0 arm64
@@ -76,14 +77,15 @@ cmd_plan() {
     echo "cpuinfo: $REPO/scripts/aarch64/cpuinfo -> $ROOT/proc/cpuinfo"
 }
 
+# Only what is missing, with one `apt-get update` before installing it.
 step_host_packages() {
-    local need=() updated=0
+    local need=()
     command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
     command -v update-binfmts >/dev/null || need+=(binfmt-support)
     command -v debootstrap >/dev/null || need+=(debootstrap)
     [ ${#need[@]} -eq 0 ] && return
     log "apt-get install ${need[*]}"
-    [ "$updated" -eq 1 ] || { apt-get update -qq; updated=1; }
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 }
 

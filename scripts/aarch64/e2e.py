@@ -151,8 +151,14 @@ def check(script: Path, home: Path, register_timeout: float, build_timeout: floa
                 failures.append(f"the worker detected arch {info.arch!r}, not aarch64")
             if info.queues != ["compile.aarch64"]:
                 failures.append(f"the worker serves {info.queues}, not ['compile.aarch64']")
-            if info.capabilities.get("identity", info.capabilities).get("arch") not in (None, "aarch64"):
-                failures.append(f"the worker's identity is not aarch64: {info.capabilities}")
+            identity = info.capabilities.get("identity") or {}
+            say(
+                f"worker detected: arch {info.arch} (identity {identity.get('arch')}), "
+                f"cpu {info.capabilities.get('cpu')}, torch {identity.get('torch_version')}, "
+                f"queues {info.queues}"
+            )
+            if identity.get("arch") != "aarch64":
+                failures.append(f"the worker's detected identity is not aarch64: {identity}")
 
             submitted = time.monotonic()
             orchestrate(
