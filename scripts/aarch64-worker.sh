@@ -28,8 +28,9 @@ SUITE=bookworm
 PY_VERSION=3.11
 GLIBC_MINOR=36
 # The smallest torch that meets pyproject's floor (torch>=2.8) on aarch64: PyPI's 2.8.0 arm64
-# wheel is a CPU build of 102 MB with no CUDA dependencies; from 2.11 PyPI's arm64 wheels are
-# CUDA builds (420-480 MB plus ~2.4 GB of nvidia-* wheels). 2.8 is also what JetPack 6 ships.
+# wheel is a CPU build of 102 MB (its CUDA requirements are x86_64-only); from 2.11 PyPI's arm64
+# wheels are CUDA builds (420-480 MB, and 2.13 adds >1.1 GB of direct nvidia-*/triton
+# requirements). 2.8 is also what JetPack 6 ships. (README: *An aarch64 worker under emulation*)
 TORCH_VERSION=${ORCHESTRATE_AARCH64_TORCH:-2.8.0}
 VENV=/opt/orchestrate          # inside the root
 PACKAGES="python3 python3-venv python3-pip ca-certificates"
