@@ -67,9 +67,13 @@ def load_program(source: str | Path | bytes, max_bytes: int | None = None) -> to
         with TORCH_LOAD_LOCK:
             program = torch.export.load(io.BytesIO(cleaned))
     except Exception as exc:  # torch raises many types for a malformed archive
+        # torch 2.8 (JetPack 6's) cannot read what torch 2.13 saves (KeyError: "There is no
+        # item named 'version' in the archive"): say which torch this is, so the fix is plain.
         raise InvalidModelError(
             f"{_describe(source)} is not a torch.export program torch can read: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (this is "
+            f"torch {torch.__version__}; a program saved by a newer torch may not load here: "
+            "export it with this torch release or an older one)"
         ) from None
     if not isinstance(program, torch.export.ExportedProgram):
         raise InvalidModelError(f"{_describe(source)} does not hold an ExportedProgram")

@@ -70,6 +70,21 @@ def test_file_that_is_not_a_program_is_a_clear_error(tmp_path: Path) -> None:
         compiler.load_program(empty_zip)
 
 
+def test_archive_torch_cannot_read_names_this_torch_release(tmp_path: Path) -> None:
+    # What torch 2.8 meets in a file torch 2.13 saved: a well-formed archive lacking a member
+    # its loader needs. The message says which torch read it, because that is usually the fix.
+    saved = _saved_program(tmp_path / "m.pt2")
+    damaged = tmp_path / "missing-member.pt2"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(damaged, "w") as target:
+        for info in source.infolist():
+            if not info.filename.endswith("data/weights/model_weights_config.json"):
+                target.writestr(info, source.read(info))
+    with pytest.raises(InvalidModelError, match="torch can read") as raised:
+        compiler.load_program(damaged)
+    assert f"this is torch {torch.__version__}" in str(raised.value)
+    assert "saved by a newer torch" in str(raised.value)
+
+
 def test_size_limit_is_enforced(tmp_path: Path) -> None:
     with pytest.raises(InvalidModelError, match="over the limit"):
         compiler.load_program(_saved_program(tmp_path / "m.pt2"), max_bytes=100)
