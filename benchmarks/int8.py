@@ -63,6 +63,10 @@ def _first(output: Any) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output[0]
 
 
+#: the peer's activation type: ONNX Runtime's default (QInt8), or --peer-activations QUInt8
+PEER_ACTIVATIONS = "QInt8"
+
+
 def peer_int8(onnx_path: Path, calibration: Sequence[tuple[torch.Tensor, ...]], workdir: Path) -> tuple[Callable[..., Any], float]:
     """ONNX Runtime's own recipe on the peer's export: pre-process, then quantize_static."""
     import onnxruntime as ort
@@ -93,7 +97,7 @@ def peer_int8(onnx_path: Path, calibration: Sequence[tuple[torch.Tensor, ...]], 
     out = workdir / f"{onnx_path.stem}.int8.onnx"
     quantize_static(
         str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        activation_type=QuantType[PEER_ACTIVATIONS], weight_type=QuantType.QInt8,
     )
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     seconds = time.perf_counter() - start
@@ -196,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--calibration", type=int, default=8, help="calibration input sets (and as many validation sets)")
     parser.add_argument("--retries", type=int, default=1, help="the gate's fp32-fallback retries (each recompiles)")
+    parser.add_argument("--peer-activations", choices=["QInt8", "QUInt8"], default="QInt8",
+                        help="the peer's activation type (QInt8: quantize_static's default)")
     args = parser.parse_args(argv)
+    global PEER_ACTIVATIONS
+    PEER_ACTIVATIONS = args.peer_activations
     logging.getLogger().setLevel(logging.ERROR)
     torch.manual_seed(0)
     load_before = os.getloadavg()

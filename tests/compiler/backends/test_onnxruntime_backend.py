@@ -300,3 +300,10 @@ def test_fp16_engine_on_the_cuda_provider_is_half_precision_and_passes_the_fp16_
     results = {(r["output"], r["metric"]): r for r in compiled.report.validation}
     assert results[("output_0", "cosine_similarity")]["passed"]
     assert ("(performance)", "cuda_max_allocated_mb") in results
+
+
+def test_int8_activations_are_unsigned_on_x86_and_signed_on_arm() -> None:
+    from compiler.backends.onnxruntime import activation_quant_type
+
+    assert activation_quant_type("x86_64") == activation_quant_type("AMD64") == "QUInt8"
+    assert activation_quant_type("aarch64") == activation_quant_type("arm64") == "QInt8"
