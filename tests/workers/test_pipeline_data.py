@@ -24,6 +24,7 @@ from orchestrator import models as m
 from orchestrator import services
 from orchestrator.cli import main
 from orchestrator.cli._common import CliState
+from orchestrator.cli.exit_codes import exit_code_of
 from orchestrator.routing import Target
 from orchestrator.services import Farm, InvalidRequestError
 from orchestrator.testing import embedded_settings
@@ -224,7 +225,7 @@ def test_bad_data_files_are_refused_at_submit_leaving_nothing_behind(
             services.submit(farm, digits_model, [Target("x86_64")], spec, **{f"{role}_data": path})
         message = str(refused.value)
         assert "\n" not in message and message.startswith(f"--{role}-data"), (case, message)
-        assert refused.value.exit_code == 2
+        assert exit_code_of(refused.value) == 2
     with farm.session() as session:
         for table in (m.Job, m.Model, m.DataFile):
             assert session.scalar(select(func.count()).select_from(table)) == 0, table
