@@ -34,7 +34,7 @@ trap stop_worker EXIT
 
 # Submit only once the worker is registered, so the farm does not warn that nobody serves it.
 for _ in $(seq 1 120); do
-    if orchestrate workers --json | python -c "import json,sys; sys.exit(0 if any(w['live'] for w in json.load(sys.stdin)) else 1)"; then
+    if orchestrate workers --json | python -c "import json,sys; sys.exit(0 if any(w.get('status') == 'live' for w in json.load(sys.stdin)) else 1)"; then
         break
     fi
     if ! kill -0 "$worker_pid" 2>/dev/null; then
