@@ -287,13 +287,14 @@ def create_dashboard(farm: Farm, rate_limiter: RateLimiter, token_cache: TokenCa
 
     # -- jobs --------------------------------------------------------------------------------
     def jobs_context(
-        state: str | None,
-        model: str | None,
-        target: str | None,
-        backend: str | None,
-        submitter: str | None,
-        page_number: int,
+        state: str | None = None,
+        model: str | None = None,
+        target: str | None = None,
+        backend: str | None = None,
+        submitter: str | None = None,
+        page_number: int = Query(1, alias="page", ge=1, le=100_000),
     ) -> dict[str, Any]:
+        """The jobs table from the query's filters (a dependency of the page and its rows)."""
         filters = {"state": state, "model": model, "target": target, "backend": backend, "submitter": submitter}
         given = {k: v.strip() for k, v in filters.items() if v and v.strip()}
         jobs = services.list_jobs(
@@ -325,32 +326,18 @@ def create_dashboard(farm: Farm, rate_limiter: RateLimiter, token_cache: TokenCa
 
     @app.get("/jobs", response_class=HTMLResponse)
     def jobs_page(
-        request: Request,
-        state: str | None = None,
-        model: str | None = None,
-        target: str | None = None,
-        backend: str | None = None,
-        submitter: str | None = None,
-        page_number: int = Query(1, alias="page", ge=1, le=100_000),
-        caller: Caller = Depends(viewer),
+        # the caller first: an unauthenticated request is refused before the jobs are read
+        request: Request, caller: Caller = Depends(viewer), context: dict[str, Any] = Depends(jobs_context)
     ) -> HTMLResponse:
-        context = jobs_context(state, model, target, backend, submitter, page_number)
         rows, etag = rows_of("jobs_rows.html", context)
         return page(request, "jobs.html", {**context, "who": caller, "rows": rows, "etag": etag})
 
     @app.get("/jobs/rows", response_class=HTMLResponse)
     def jobs_rows(
-        request: Request,
-        state: str | None = None,
-        model: str | None = None,
-        target: str | None = None,
-        backend: str | None = None,
-        submitter: str | None = None,
-        page_number: int = Query(1, alias="page", ge=1, le=100_000),
-        caller: Caller = Depends(viewer),
+        request: Request, caller: Caller = Depends(viewer), context: dict[str, Any] = Depends(jobs_context)
     ) -> Response:
         """The jobs table's rows alone, for the page's refresh (304 when unchanged)."""
-        return rows_response(request, "jobs_rows.html", jobs_context(state, model, target, backend, submitter, page_number))
+        return rows_response(request, "jobs_rows.html", context)
 
     # -- workers -----------------------------------------------------------------------------
     def workers_context(offline: bool) -> dict[str, Any]:
