@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator import models as m
 from orchestrator.errors import InvalidRequestError
+from orchestrator.untrusted import read_bounded
 
 if TYPE_CHECKING:
     import compiler
@@ -69,23 +70,7 @@ def read_data(role: str, source: DataSource, max_bytes: int, *, display: str | N
             f"{option} {shown}: data files must be .safetensors or .npz, not "
             f"{path.suffix or 'a file without an extension'}"
         )
-    try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise InvalidRequestError(f"{option} {shown} is not a file")
-        if size >= max_bytes:
-            raise InvalidRequestError(
-                f"{option} {shown} is {size} bytes, at or over the farm's limit of {max_bytes} bytes "
-                "(ORCHESTRATE_MAX_MODEL_BYTES, which data files share with models)"
-            )
-        with path.open("rb") as stream:
-            data = stream.read(max_bytes)
-    except FileNotFoundError:
-        raise InvalidRequestError(f"{option} {shown} does not exist") from None
-    except OSError as exc:
-        raise InvalidRequestError(f"cannot read {option} {shown}: {exc.strerror}") from None
-    if len(data) >= max_bytes:
-        raise InvalidRequestError(f"{option} {shown} is at or over the farm's limit of {max_bytes} bytes")
+    data = read_bounded(path, max_bytes, option, "ORCHESTRATE_MAX_MODEL_BYTES, which data files share with models", shown)
     return DataUpload(role, data, fmt, shown)
 
 

@@ -42,6 +42,7 @@ from orchestrator.untrusted import (
     check_model_name,
     clean_model_name,
     printable,
+    read_bounded,
 )
 
 if TYPE_CHECKING:
@@ -220,23 +221,7 @@ def resolve_spec(
 def _load_spec_file(path: Path, max_bytes: int) -> Any:
     import yaml
 
-    try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise InvalidRequestError(f"spec file {path} is not a file")
-        if size >= max_bytes:
-            raise InvalidRequestError(
-                f"spec file {path} is {size} bytes, at or over the limit of {max_bytes} bytes "
-                "(ORCHESTRATE_MAX_SPEC_BYTES); a spec names a few inputs and settings"
-            )
-        with path.open("rb") as stream:
-            raw = stream.read(max_bytes)
-    except FileNotFoundError:
-        raise InvalidRequestError(f"spec file {path} does not exist") from None
-    except OSError as exc:
-        raise InvalidRequestError(f"cannot read spec file {path}: {exc.strerror}") from None
-    if len(raw) >= max_bytes:
-        raise InvalidRequestError(f"spec file {path} is at or over the limit of {max_bytes} bytes")
+    raw = read_bounded(path, max_bytes, "spec file", "ORCHESTRATE_MAX_SPEC_BYTES; a spec names a few inputs and settings")
     try:
         # libyaml's loader where installed: the pure-Python one takes seconds per megabyte.
         return yaml.load(raw.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -325,24 +310,7 @@ def read_model(model: str | Path | bytes, max_bytes: int) -> tuple[bytes, str]:
         name = "model"
     else:
         path = Path(model)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise InvalidRequestError(f"model file {path} does not exist") from None
-        except OSError as exc:
-            raise InvalidRequestError(f"cannot read model file {path}: {exc.strerror}") from None
-        if not path.is_file():
-            raise InvalidRequestError(f"{path} is not a file")
-        if size >= max_bytes:
-            raise InvalidRequestError(
-                f"model file {path} is {size} bytes, at or over the farm's limit of {max_bytes} "
-                "bytes (ORCHESTRATE_MAX_MODEL_BYTES; a model must be smaller)"
-            )
-        try:
-            with path.open("rb") as stream:
-                data = stream.read(max_bytes)
-        except OSError as exc:
-            raise InvalidRequestError(f"cannot read model file {path}: {exc.strerror}") from None
+        data = read_bounded(path, max_bytes, "model file", "ORCHESTRATE_MAX_MODEL_BYTES; a model must be smaller")
         name = clean_model_name(path.name.removesuffix(".pt2") or path.name)
     if len(data) >= max_bytes:
         raise InvalidRequestError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 
 MAX_NAME_LENGTH = 200
 
@@ -68,3 +69,30 @@ def file_name_part(text: str, default: str = "model") -> str:
     cleaned = _FILE_NAME_UNSAFE.sub("_", cleaned)
     cleaned = re.sub(r"_{2,}", "_", cleaned).strip("._-")[:MAX_NAME_LENGTH]
     return cleaned or default
+
+
+def read_bounded(path: Path, max_bytes: int, what: str, limit: str, shown: str | None = None) -> bytes:
+    """A submitted file's bytes, which must be fewer than ``max_bytes``: a file at or over it is
+    refused before anything is read, and one that grows (or reports no size, like those under
+    /proc) is read only up to the limit. ``what`` names the file in errors ("model file",
+    "--validation-data"); ``limit`` says which setting sets the bound; ``shown`` is what errors
+    call the file (default: its path)."""
+    from orchestrator.errors import InvalidRequestError
+
+    name = shown or str(path)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise InvalidRequestError(f"{what} {name} is not a file")
+        if size >= max_bytes:
+            raise InvalidRequestError(f"{what} {name} is {size} bytes, at or over the farm's limit of {max_bytes} bytes ({limit})")
+        with path.open("rb") as stream:
+            data = stream.read(max_bytes)
+    except FileNotFoundError:
+        raise InvalidRequestError(f"{what} {name} does not exist") from None
+    except OSError as exc:
+        raise InvalidRequestError(f"cannot read {what} {name}: {exc.strerror}") from None
+    if len(data) >= max_bytes:
+        raise InvalidRequestError(f"{what} {name} is {len(data)} bytes or more, at or over the farm's limit of {max_bytes} bytes ({limit})")
+    return data
+
