@@ -10,7 +10,12 @@ from torch import nn
 
 import compiler
 from compiler.backends import BACKENDS, get_backend
-from compiler.backends.aotinductor import AOTInductorBackend, inductor_node_support
+from compiler.backends.aotinductor import (
+    AOTInductorBackend,
+    inductor_configs,
+    inductor_node_support,
+    tf32_enabled,
+)
 from compiler.errors import BackendError, InputMismatchError
 from compiler.identity import DeviceIdentity, compatibility_problems
 
@@ -57,6 +62,34 @@ def test_backend_block_keys_are_checked_with_their_path() -> None:
     with pytest.raises(compiler.SpecError, match=r"aotinductor\.cuda_graph: unknown key"):
         spec(aotinductor={"cuda_graph": True})
     assert spec(device="cuda", aotinductor={"tf32": True}).options("aotinductor").tf32 is True  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("keys", "channels_last"),
+    [
+        ({"device": "cuda"}, False),  # strict fp32: cuDNN's NCHW kernels
+        ({"device": "cuda", "aotinductor": {"tf32": True}}, True),
+        ({"device": "cuda", "precision": "fp16"}, True),
+        ({"device": "cuda", "precision": "bf16"}, True),
+        ({"device": "cuda", "precision": "fp16", "aotinductor": {"channels_last": False}}, False),
+        ({"device": "cuda", "aotinductor": {"channels_last": True}}, True),
+        ({"device": "cpu"}, None),  # Inductor's own choice on the CPU
+        ({"device": "cuda", "precision": "fp16", "aotinductor": {"tf32": False}}, True),
+    ],
+)
+def test_convolution_layout_follows_the_arithmetic_unless_the_spec_says(keys: dict[str, object], channels_last: bool | None) -> None:
+    configs = inductor_configs(spec(**keys))
+    assert configs.get("layout_optimization") is channels_last
+    assert "max_autotune" not in configs
+    assert inductor_configs(spec(aotinductor={"max_autotune": True}))["max_autotune"] is True
+
+
+def test_tf32_is_off_in_fp32_engines_and_on_in_reduced_precision_ones_unless_the_spec_says() -> None:
+    assert tf32_enabled(spec(device="cuda")) is False
+    assert tf32_enabled(spec(device="cuda", aotinductor={"tf32": True})) is True
+    assert tf32_enabled(spec(device="cuda", precision="fp16")) is True
+    assert tf32_enabled(spec(device="cuda", precision="bf16")) is True
+    assert tf32_enabled(spec(device="cuda", precision="fp16", aotinductor={"tf32": False})) is False
 
 
 def test_engines_for_cuda_are_tied_to_a_device_class_and_cpu_engines_are_not() -> None:
