@@ -41,6 +41,7 @@ from compiler.runtime.serialization import (
     read_manifest,
     save,
 )
+from compiler.scratch import remove_dead_scratch, scratch_folder
 from compiler.spec import CompileSpec
 from compiler.validation import ValidationResult, validate
 
@@ -77,7 +78,9 @@ __all__ = [
     "plan",
     "program_requirements",
     "read_manifest",
+    "remove_dead_scratch",
     "reset_peak_memory",
     "save",
+    "scratch_folder",
     "validate",
 ]

@@ -11,7 +11,6 @@ the worker's compile accepts too.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +102,7 @@ def check_data(uploads: Sequence[DataUpload], program: Any, spec: compiler.Compi
         signature = input_signature(program, spec)
     except compiler.CompilerError as exc:
         raise InvalidRequestError(f"spec refused for this model ({exc.kind}): {exc}") from None
-    with tempfile.TemporaryDirectory(prefix="orchestrate-data-") as tmp:
+    with compiler.scratch_folder("orchestrate-data-") as tmp:
         for upload in uploads:
             # the loader reads a file and picks the format by its suffix
             path = Path(tmp) / f"{upload.role}.{upload.format}"

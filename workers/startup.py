@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from celery.signals import worker_process_init
 from sqlalchemy import update
 
 from orchestrator import models as m
@@ -190,6 +191,25 @@ def check_broker_credentials(farm: Farm) -> None:
         connection.release()
 
 
+def remove_dead_scratch(**_: object) -> None:
+    """Remove the scratch folders (``/tmp/orchestrate-job-*``, ``orchestrate-aoti-*``, ...) that
+    killed processes left behind; never one a live process holds (``compiler.scratch``). Runs
+    when the worker starts, and in every new pool process: one replaces a pool process that the
+    hard time limit killed, whose job folder is then removed."""
+    import compiler
+
+    try:
+        removed = compiler.remove_dead_scratch()
+    except OSError as exc:  # a sweep that fails must not stop the worker
+        log.warning("could not sweep the scratch folders of dead processes: %s", exc)
+        return
+    if removed:
+        log.warning(
+            "removed %d scratch folder(s) that processes which no longer run left behind: %s",
+            len(removed), ", ".join(str(path) for path in removed[:5]) + (" ..." if len(removed) > 5 else ""),
+        )
+
+
 class Heartbeat(threading.Thread):
     """Refreshes the worker's ``last_heartbeat`` until stopped; survives database outages."""
 
@@ -253,6 +273,8 @@ def run_worker(
     check_fork_safe(plan.pool)
     logs.install(log_format or farm.settings.log_format)
     check_broker_credentials(farm)
+    remove_dead_scratch()
+    worker_process_init.connect(remove_dead_scratch, weak=False)
     register(farm, plan)
     heartbeat = Heartbeat(farm, plan.name)
     heartbeat.start()

@@ -18,7 +18,6 @@ import logging
 import os
 import random
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -387,7 +386,8 @@ def run_job(
             on_phase(phase)
 
     try:
-        with tempfile.TemporaryDirectory(prefix="orchestrate-job-") as tmp:
+        # locked while in use: a worker that is killed leaves it to the next one to remove
+        with compiler.scratch_folder("orchestrate-job-") as tmp:
             model_path = Path(tmp) / "model.pt2"
             recorder.begin("fetch")
             farm.store.get_file(work.model_uri, model_path, expected_sha256=work.model_sha256)

@@ -25,7 +25,6 @@ import functools
 import operator
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Collection, Sequence
 from typing import Any, cast
@@ -37,6 +36,7 @@ from torch import fx
 from compiler.backends.base import Backend, EngineMeta, EngineRunner, FxPartition, TensorMeta
 from compiler.errors import BackendError, InputMismatchError
 from compiler.identity import DeviceClass, DeviceIdentity, EngineRequirements
+from compiler.scratch import scratch_folder
 from compiler.spec import CompileSpec
 
 _REDUCED = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -385,7 +385,7 @@ def inductor_configs(spec: CompileSpec) -> dict[str, Any]:
 
 
 def _compile_package(program: torch.export.ExportedProgram, configs: dict[str, Any]) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="orchestrate-aoti-") as folder:
+    with scratch_folder("orchestrate-aoti-") as folder:
         path = os.path.join(folder, "engine.pt2")
         torch._inductor.aoti_compile_and_package(program, package_path=path, inductor_configs=configs)
         with open(path, "rb") as handle:
@@ -423,7 +423,7 @@ class AOTInductorRunner(EngineRunner):
         self.device = torch.device(meta.device)
         index = self.device.index if self.device.index is not None else (0 if self.device.type == "cuda" else -1)
         _cxx_runtime_in_global_scope()
-        with _LOAD_LOCK, tempfile.TemporaryDirectory(prefix="orchestrate-aoti-") as folder:
+        with _LOAD_LOCK, scratch_folder("orchestrate-aoti-") as folder:
             path = os.path.join(folder, "engine.pt2")
             with open(path, "wb") as handle:
                 handle.write(engine)

@@ -20,6 +20,7 @@ import torch
 from compiler.backends.base import Backend, Calibration, EngineMeta, EngineRunner, TensorMeta
 from compiler.errors import BackendError
 from compiler.identity import DeviceClass
+from compiler.scratch import scratch_folder
 from compiler.spec import CompileSpec
 
 _NUMPY_OF = {
@@ -278,7 +279,6 @@ def quantize_static_qdq(model: Any, samples: list[dict[str, np.ndarray]], keep_f
     """``onnxruntime.quantization.quantize_static`` in QDQ format, per channel, fed by a
     CalibrationDataReader over ``samples``. (A module-level function: tests corrupt its output
     to prove that the gate rejects a broken engine.)"""
-    import tempfile
     from pathlib import Path
 
     import onnx
@@ -300,7 +300,7 @@ def quantize_static_qdq(model: Any, samples: list[dict[str, np.ndarray]], keep_f
     level = quant_logger.level
     quant_logger.setLevel(logging.ERROR)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with scratch_folder("orchestrate-ort-") as tmp:
             # paths, not protos: given a proto, the quantizer's output refers to weights in an
             # external-data file of its own temporary folder, gone when it returns
             source, out = Path(tmp) / "model.onnx", Path(tmp) / "quantized.onnx"
@@ -335,13 +335,12 @@ def _prepare_for_quantization(model: Any) -> Any:
     into Conv, ...), saved as a plain ONNX model: what ``quant_pre_process`` recommends, so that
     a Conv's BatchNormalization is not left in float between Q/DQ pairs. Node names (which the
     gate's retries use) are those of this optimized model."""
-    import tempfile
     from pathlib import Path
 
     import onnx
     import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_folder("orchestrate-ort-") as tmp:
         optimized = Path(tmp) / "optimized.onnx"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
@@ -507,7 +506,6 @@ def _apply_precision(onnx_model: bytes, spec: CompileSpec) -> bytes:
 
     model = onnx.load_from_string(onnx_model)
     if spec.precision == "int8":
-        import tempfile
         from pathlib import Path
 
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -516,7 +514,7 @@ def _apply_precision(onnx_model: bytes, spec: CompileSpec) -> bytes:
         level = quant_logger.level
         quant_logger.setLevel(logging.ERROR)
         try:
-            with tempfile.TemporaryDirectory() as tmp:
+            with scratch_folder("orchestrate-ort-") as tmp:
                 out = Path(tmp) / "quantized.onnx"
                 quantize_dynamic(model, out, weight_type=QuantType.QInt8)
                 return out.read_bytes()

@@ -8,7 +8,6 @@ model as the raw body (any other content type) with the fields in the query stri
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -279,8 +278,3 @@ async def _pump(request: Request, sink: Callable[[bytes], object]) -> None:
     if batch:
         await run_in_threadpool(sink, bytes(batch))
 
-
-def remove_tree(folder: Path) -> None:
-    for child in folder.iterdir():
-        child.unlink(missing_ok=True)
-    os.rmdir(folder)

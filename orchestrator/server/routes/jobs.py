@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -125,14 +123,14 @@ def _submit(farm: services.Farm, received: upload.Upload, user: str) -> services
 async def submit(request: Request, caller: Caller = Depends(submitter)) -> JSONResponse:
     """Queue a build per target; targets already built are answered from the cache."""
     farm = farm_of(request)
-    folder = Path(tempfile.mkdtemp(prefix="orchestrate-upload-"))
-    try:
+    # locked while in use, so a sweep never takes it; removed by the next sweep if the server is killed
+    from compiler.scratch import scratch_folder
+
+    with scratch_folder("orchestrate-upload-") as folder:
         received = await upload.receive(
             request, folder, farm.settings.max_model_bytes, farm.settings.max_spec_bytes
         )
         submission = await run_in_threadpool(_submit, farm, received, caller.user)
-    finally:
-        upload.remove_tree(folder)
     return JSONResponse(submission.to_dict(), status_code=201)
 
 
