@@ -20,6 +20,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
+from orchestrator.broker import SQL_TRANSPORT, SUBMITTED_PRIORITY, redis_transport_options
 from orchestrator.routing import base_queues
 from orchestrator.settings import Settings, get_settings
 
@@ -47,6 +48,8 @@ def _broker_transport_options(settings: Settings) -> dict[str, Any]:
             "socket_connect_timeout": CONNECT_TIMEOUT,
             "socket_timeout": 30.0,
             "max_retries": 1,
+            # lanes per priority: a job queued again after its worker was lost goes first
+            **redis_transport_options(),
         }
     if scheme.startswith(("sqs",)):
         return {"visibility_timeout": int(settings.hard_time_limit + _VISIBILITY_MARGIN)}
@@ -63,6 +66,15 @@ def _is_sql_broker(settings: Settings) -> bool:
     return settings.broker_url.split("://", 1)[0].lower().startswith(("sqla", "sqlalchemy"))
 
 
+def _broker_connection(settings: Settings) -> dict[str, Any]:
+    """The broker URL and transport: a ``sqla+<database URL>`` broker runs on the farm's SQL
+    transport with priority lanes (``orchestrator.broker``); kombu would pick its own from
+    the URL's prefix, so the prefix goes and the transport is named instead."""
+    if _is_sql_broker(settings):
+        return {"broker_url": settings.broker_url.split("+", 1)[1], "broker_transport": SQL_TRANSPORT}
+    return {"broker_url": settings.broker_url}
+
+
 def make_app(settings: Settings | None = None, *, eager: bool = False) -> FarmCelery:
     """Build the farm's Celery app. ``eager`` runs tasks in the caller (tests, single process)."""
     settings = settings or get_settings()
@@ -71,7 +83,7 @@ def make_app(settings: Settings | None = None, *, eager: bool = False) -> FarmCe
     app = FarmCelery("orchestrate", set_as_current=False)
     app.settings = settings
     app.conf.update(
-        broker_url=settings.broker_url,
+        **_broker_connection(settings),
         result_backend=settings.result_backend,
         broker_transport_options=_broker_transport_options(settings),
         broker_connection_timeout=CONNECT_TIMEOUT,
@@ -85,6 +97,8 @@ def make_app(settings: Settings | None = None, *, eager: bool = False) -> FarmCe
         },
         redis_socket_connect_timeout=CONNECT_TIMEOUT,
         redis_socket_timeout=30.0,
+        # messages carry a priority (orchestrator.broker): every message is sent with one
+        task_default_priority=SUBMITTED_PRIORITY,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from orchestrator import models as m
+from orchestrator.broker import lanes
 from orchestrator.routing import RoutingError, parse_queue
 from orchestrator.services import Farm
 from orchestrator.settings import Settings
@@ -182,7 +183,7 @@ def queue_statuses(farm: Farm, *, broker: bool = True) -> list[QueueStatus]:
 
 
 def broker_depths(settings: Settings, queues: Sequence[str], timeout: float = 3.0) -> dict[str, int]:
-    """Messages waiting in each queue, for a Redis broker (one LLEN per queue); empty for other
+    """Messages waiting in each queue, for a Redis broker (one LLEN per lane); empty for other
     brokers or when the broker does not answer: the database's count is the one that matters."""
     scheme = settings.broker_url.split("://", 1)[0].lower()
     if scheme not in ("redis", "rediss") or not queues:
@@ -194,7 +195,8 @@ def broker_depths(settings: Settings, queues: Sequence[str], timeout: float = 3.
             settings.broker_url, socket_connect_timeout=timeout, socket_timeout=timeout
         )
         try:
-            return {queue: int(client.llen(queue)) for queue in queues}
+            # a queue's messages are spread over its priority lanes (orchestrator.broker)
+            return {queue: sum(int(client.llen(name)) for name in lanes(queue)) for queue in queues}
         finally:
             client.close()
     except redis.RedisError:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator import jobs as lifecycle
 from orchestrator import models as m
+from orchestrator.broker import REQUEUED_PRIORITY, SUBMITTED_PRIORITY
 from orchestrator.celery_app import COMPILE_TASK, FarmCelery, get_app, make_app
 from orchestrator.datasets import DataSource, DataUpload, check_data, read_data, upsert_data
 from orchestrator.datasets import unused as data_unused
@@ -645,8 +646,9 @@ def _cached_artifact(
     ).first()
 
 
-def send(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
-    """Send (job id, queue, task id) messages; None when all went, else why the broker refused."""
+def send(farm: Farm, items: Sequence[tuple[str, str, str]], *, priority: int = SUBMITTED_PRIORITY) -> str | None:
+    """Send (job id, queue, task id) messages of ``priority`` (``orchestrator.broker``); None
+    when all went, else why the broker refused."""
     if not items:
         return None
     app = farm.app
@@ -656,12 +658,13 @@ def send(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
             app.loader.import_default_modules()
             task = app.tasks[COMPILE_TASK]
             for job_id, queue, task_id in items:
-                task.apply_async(args=[job_id], queue=queue, task_id=task_id)
+                task.apply_async(args=[job_id], queue=queue, task_id=task_id, priority=priority)
         else:
             with app.producer_or_acquire() as producer:
                 for job_id, queue, task_id in items:
                     app.send_task(
-                        COMPILE_TASK, args=[job_id], queue=queue, task_id=task_id, producer=producer
+                        COMPILE_TASK, args=[job_id], queue=queue, task_id=task_id, producer=producer,
+                        priority=priority,
                     )
         return None
     except Exception as exc:  # kombu raises many types for one cause: the broker is not there
@@ -671,9 +674,9 @@ def send(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
         return f"cannot reach the broker at {redact(farm.settings.broker_url)}: {detail}"
 
 
-def enqueue(farm: Farm, items: Sequence[tuple[str, str, str]]) -> str | None:
+def enqueue(farm: Farm, items: Sequence[tuple[str, str, str]], *, priority: int = SUBMITTED_PRIORITY) -> str | None:
     """Send (job id, queue, task id) messages; on a broker failure, fail those jobs and say why."""
-    message = send(farm, items)
+    message = send(farm, items, priority=priority)
     if message is None:
         return None
     sent_ids = [job_id for job_id, _, _ in items]
@@ -794,7 +797,8 @@ def reap_stale(farm: Farm, *, max_attempts: int = lifecycle.MAX_ATTEMPTS) -> lis
                 if outcome == "queued":
                     requeued.append((job_id, queue, task_id))
     if requeued:
-        enqueue(farm, requeued)
+        # ahead of every job submitted since: they have waited their turn once already
+        enqueue(farm, requeued, priority=REQUEUED_PRIORITY)
     return outcomes
 
 
