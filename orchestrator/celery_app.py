@@ -29,6 +29,15 @@ COMPILE_TASK = "orchestrate.compile"
 #: Seconds to wait for a broker or result backend before reporting it unreachable.
 CONNECT_TIMEOUT = 3.0
 
+#: How a publish (``submit``, ``retry``, a task's own retry) waits for a broker that is down:
+#: five tries, 0.5, 1.5, 2.5 and 3 s apart (7.5 s; each try may also wait up to CONNECT_TIMEOUT
+#: for a host that does not answer): a broker restart is ridden out, a person at a terminal is
+#: not kept waiting for minutes.
+PUBLISH_RETRY_POLICY: dict[str, float] = {"max_retries": 4, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 3.0}
+#: The reaper publishes from the heartbeat thread, which must not fall silent for long (a worker
+#: silent for three beats is taken for dead): it tries for half a second.
+QUICK_PUBLISH_RETRY_POLICY: dict[str, float] = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
 # Redelivery waits this long past the hard time limit, so the limit (not the broker) ends a stuck
 # compile and the message only returns to the queue when its worker is really gone.
 _VISIBILITY_MARGIN = 600.0
@@ -88,13 +97,7 @@ def make_app(settings: Settings | None = None, *, eager: bool = False) -> FarmCe
         broker_transport_options=_broker_transport_options(settings),
         broker_connection_timeout=CONNECT_TIMEOUT,
         broker_connection_retry_on_startup=True,
-        # A submit against an unreachable broker must fail in seconds, not retry for minutes.
-        task_publish_retry_policy={
-            "max_retries": 2,
-            "interval_start": 0,
-            "interval_step": 0.5,
-            "interval_max": 1,
-        },
+        task_publish_retry_policy=dict(PUBLISH_RETRY_POLICY),
         redis_socket_connect_timeout=CONNECT_TIMEOUT,
         redis_socket_timeout=30.0,
         # messages carry a priority (orchestrator.broker): every message is sent with one

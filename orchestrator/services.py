@@ -17,7 +17,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +32,13 @@ from sqlalchemy.orm import Session
 from orchestrator import jobs as lifecycle
 from orchestrator import models as m
 from orchestrator.broker import REQUEUED_PRIORITY, SUBMITTED_PRIORITY
-from orchestrator.celery_app import COMPILE_TASK, FarmCelery, get_app, make_app
+from orchestrator.celery_app import (
+    COMPILE_TASK,
+    QUICK_PUBLISH_RETRY_POLICY,
+    FarmCelery,
+    get_app,
+    make_app,
+)
 from orchestrator.datasets import DataSource, DataUpload, check_data, read_data, upsert_data
 from orchestrator.datasets import unused as data_unused
 from orchestrator.db import is_missing_schema, session_scope
@@ -646,12 +652,20 @@ def _cached_artifact(
     ).first()
 
 
-def send(farm: Farm, items: Sequence[tuple[str, str, str]], *, priority: int = SUBMITTED_PRIORITY) -> str | None:
+def send(
+    farm: Farm,
+    items: Sequence[tuple[str, str, str]],
+    *,
+    priority: int = SUBMITTED_PRIORITY,
+    retry_policy: Mapping[str, float] | None = None,
+) -> str | None:
     """Send (job id, queue, task id) messages of ``priority`` (``orchestrator.broker``); None
-    when all went, else why the broker refused."""
+    when all went, else why the broker refused. A broker that is down is waited for as
+    ``retry_policy`` says (default: the app's, ``celery_app.PUBLISH_RETRY_POLICY``)."""
     if not items:
         return None
     app = farm.app
+    started = time.monotonic()
     try:
         if app.conf.task_always_eager:
             # the app's own `include` says where its tasks live (the farm does not import them)
@@ -660,23 +674,45 @@ def send(farm: Farm, items: Sequence[tuple[str, str, str]], *, priority: int = S
             for job_id, queue, task_id in items:
                 task.apply_async(args=[job_id], queue=queue, task_id=task_id, priority=priority)
         else:
-            with app.producer_or_acquire() as producer:
+            policy = dict(retry_policy or app.conf.task_publish_retry_policy)
+            with app.connection_for_write() as connection:
+                # The policy governs connecting too: a pooled producer would connect under the
+                # transport's own options (one retry within the 3 s connect timeout).
+                connection.ensure_connection(
+                    max_retries=int(policy["max_retries"]),
+                    interval_start=policy["interval_start"],
+                    interval_step=policy["interval_step"],
+                    interval_max=policy["interval_max"],
+                )
                 for job_id, queue, task_id in items:
                     app.send_task(
-                        COMPILE_TASK, args=[job_id], queue=queue, task_id=task_id, producer=producer,
-                        priority=priority,
+                        COMPILE_TASK, args=[job_id], queue=queue, task_id=task_id, connection=connection,
+                        priority=priority, retry_policy=policy,
+                        # the job row holds the outcome: no result-backend subscription (a second
+                        # connection, with a retry loop of its own, to a broker that may be down)
+                        ignore_result=True,
                     )
         return None
     except Exception as exc:  # kombu raises many types for one cause: the broker is not there
         if app.conf.task_always_eager:
             raise
-        detail = scrub(str(exc), farm.settings.broker_url)
-        return f"cannot reach the broker at {redact(farm.settings.broker_url)}: {detail}"
+        detail = scrub(str(exc), farm.settings.broker_url).rstrip(".")
+        waited = time.monotonic() - started
+        return (
+            f"cannot reach the broker at {redact(farm.settings.broker_url)}: it is down or unreachable "
+            f"(publishing was retried for {waited:.1f} s): {detail}"
+        )
 
 
-def enqueue(farm: Farm, items: Sequence[tuple[str, str, str]], *, priority: int = SUBMITTED_PRIORITY) -> str | None:
+def enqueue(
+    farm: Farm,
+    items: Sequence[tuple[str, str, str]],
+    *,
+    priority: int = SUBMITTED_PRIORITY,
+    retry_policy: Mapping[str, float] | None = None,
+) -> str | None:
     """Send (job id, queue, task id) messages; on a broker failure, fail those jobs and say why."""
-    message = send(farm, items, priority=priority)
+    message = send(farm, items, priority=priority, retry_policy=retry_policy)
     if message is None:
         return None
     sent_ids = [job_id for job_id, _, _ in items]
@@ -798,7 +834,7 @@ def reap_stale(farm: Farm, *, max_attempts: int = lifecycle.MAX_ATTEMPTS) -> lis
                     requeued.append((job_id, queue, task_id))
     if requeued:
         # ahead of every job submitted since: they have waited their turn once already
-        enqueue(farm, requeued, priority=REQUEUED_PRIORITY)
+        enqueue(farm, requeued, priority=REQUEUED_PRIORITY, retry_policy=QUICK_PUBLISH_RETRY_POLICY)
     return outcomes
 
 

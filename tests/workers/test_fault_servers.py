@@ -19,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +29,8 @@ import torch
 from sqlalchemy import func, select
 
 from orchestrator import db as farm_db
+from orchestrator import fleet, services
 from orchestrator import models as m
-from orchestrator import services
 from orchestrator.routing import Target
 from orchestrator.services import Farm
 from orchestrator.settings import Settings
@@ -404,3 +405,45 @@ def test_a_tls_broker_with_a_password_serves_a_job_and_an_untrusted_certificate_
     assert run.returncode == 3, output
     assert "TLS certificate this worker does not trust" in output and "ssl_ca_certs" in output
     assert "tls-farm-pw" not in output
+
+
+# ------------------------------------------------------------------ submit while the broker is down
+def test_submit_waits_for_a_broker_that_comes_back_within_its_retry_window(scratch: Path, tiny_model: Path) -> None:
+    with RedisServer(scratch / "redis", password="broker-pw") as server:
+        settings = _settings(scratch / "home", server.url())
+        farm = Farm(settings)
+        server.stop()
+        # back 2.5 s into the publish's retries (0.5, 1.5, 2.5, 3 s apart)
+        threading.Timer(2.5, server.start).start()
+        started = time.monotonic()
+        (job,) = services.submit(farm, tiny_model, [Target("x86_64")], services.resolve_spec()).jobs
+        waited = time.monotonic() - started
+        assert 2.0 < waited < 15, waited
+        assert services.get_job(farm, job.id).state == "queued"
+        # the message is on the broker: a worker will find it
+        assert fleet.broker_depths(settings, [job.queue]) == {job.queue: 1}
+
+
+def test_submit_gives_up_on_a_broker_that_stays_down_naming_it_and_leaving_nothing(scratch: Path, tiny_model: Path) -> None:
+    with RedisServer(scratch / "redis", password="broker-pw") as server:
+        settings = _settings(scratch / "home", server.url())
+        server.stop()
+        started = time.monotonic()
+        run = subprocess.run(
+            cli_command("submit", str(tiny_model), "--arch", "x86_64"),
+            env=settings_env(settings), capture_output=True, timeout=180,
+        )
+        elapsed = time.monotonic() - started
+    output = (run.stdout + run.stderr).decode(errors="replace")
+    assert run.returncode == 3, output
+    assert f"cannot reach the broker at redis://:***@127.0.0.1:{server.port}/0" in output, output
+    assert "down or unreachable" in output and "nothing was submitted" in output
+    assert "broker-pw" not in output and "Traceback" not in output
+    # it retried (the policy sleeps 7.5 s in all) and then gave up
+    retried = float(output.split("publishing was retried for ", 1)[1].split(" s", 1)[0])
+    assert 6.0 < retried < 30 and elapsed < 90, (retried, elapsed)
+    farm = Farm(settings)
+    assert services.list_jobs(farm) == []
+    with farm.session() as session:
+        assert session.scalars(select(m.Model)).all() == []
+    assert not list((scratch / "home" / "artifacts").rglob("sha256/*/*"))

@@ -168,8 +168,11 @@ def test_workers_are_listed(api: Api) -> None:
         assert client.get("/whoami").json() == {"user": "rita", "role": "read", "token_id": api.token_ids["reader"]}
 
 
-def test_unreachable_broker_is_503_unreachable_with_the_cli_exit_code(tmp_path, tiny_model) -> None:
-    from orchestrator import tokens
+def test_unreachable_broker_is_503_unreachable_with_the_cli_exit_code(tmp_path, tiny_model, monkeypatch) -> None:
+    from orchestrator import celery_app, tokens
+
+    # the publish's whole retry window is test_services' to prove; half a second is enough here
+    monkeypatch.setattr(celery_app, "PUBLISH_RETRY_POLICY", celery_app.QUICK_PUBLISH_RETRY_POLICY)
     from orchestrator.server import create_app
     from orchestrator.server.testing import ServerThread
     from orchestrator.services import Farm
