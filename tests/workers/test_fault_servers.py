@@ -13,6 +13,7 @@ file says so: the farm's own code (task, signals, time limits, revoke) is what i
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ import pytest
 import torch
 from sqlalchemy import func, select
 
+from compiler.scratch import OWNER_FILE
 from orchestrator import db as farm_db
 from orchestrator import fleet, services
 from orchestrator import models as m
@@ -308,12 +310,120 @@ def test_whole_worker_killed_is_reaped_by_another_and_the_job_completes_once(
     assert _artifacts(farm) == 1
 
 
+def _job_folders(tmp: Path) -> dict[Path, int]:
+    """The workers' job scratch folders in ``tmp``, with the pid that signed each."""
+    return {
+        folder: int(json.loads((folder / OWNER_FILE).read_text())["pid"])
+        for folder in tmp.glob("orchestrate-job-*")
+        if (folder / OWNER_FILE).exists()
+    }
+
+
+def _wait_consumed(flag: Path, timeout: float = 60.0) -> None:
+    """Until a compile has read (and removed) the stall flag: a job is running from its claim
+    on, seconds before its compile starts."""
+    deadline = time.monotonic() + timeout
+    while flag.exists():
+        assert time.monotonic() < deadline, "no compile read the stall flag"
+        time.sleep(0.05)
+
+
+def _times(farm: Farm, job_id: str) -> m.Job:
+    with farm.session() as session:
+        job = session.get(m.Job, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+def test_a_killed_workers_job_goes_ahead_of_later_jobs_and_its_scratch_folder_is_swept_at_the_next_start(
+    redis_server: RedisServer, scratch: Path, tiny_model: Path
+) -> None:
+    settings = _settings(scratch / "home", redis_server.url())
+    farm = Farm(settings)
+    env, flag = _stalling_env(settings, scratch)
+    tmp = scratch / "tmp"
+    tmp.mkdir()
+    env["TMPDIR"] = str(tmp)  # the workers' scratch folders, where this test can see them
+    with _worker(env, scratch / "a.log") as a, _worker(env, scratch / "b.log") as b:
+        a.start(settings)
+        b.start(settings)
+        flag.write_text("sleep 60")
+        (lost,) = _submit(farm, tiny_model, 1)
+        running = _wait_state(farm, lost, ("running",), timeout=60)
+        victim, survivor = (a, b) if running.worker == a.name else (b, a)
+        _wait_consumed(flag)
+        # the survivor is busy long enough for the reaper to act while two more jobs wait
+        flag.write_text("sleep 25")
+        (busy,) = _submit(farm, tiny_model, 1, first=1)
+        _wait_state(farm, busy, ("running",), timeout=60)
+        _wait_consumed(flag)
+        later = _submit(farm, tiny_model, 2, first=2)
+        assert victim.process is not None
+        victim_pids = {*_children(victim.process.pid), victim.process.pid}
+        left = [folder for folder, pid in _job_folders(tmp).items() if pid in victim_pids]
+        assert len(left) == 1, _job_folders(tmp)
+        for pid in victim_pids:
+            os.kill(pid, signal.SIGKILL)
+        jobs = _wait_all(farm, [lost, busy, *later], timeout=240)
+        log = survivor.log_text()
+        assert all(j.state == "succeeded" for j in jobs), (jobs, log)
+        # SIGKILL ran no cleanup: the folder stays until a worker starts
+        assert left[0].is_dir()
+        with _worker(env, scratch / "c.log") as c:
+            c.start(settings)
+            assert not left[0].exists(), c.log_text()
+            assert "scratch folder(s) that processes which no longer run left behind" in c.log_text()
+    requeued, first, *queued = (_times(farm, j) for j in (lost, busy, *later))
+    assert requeued.attempts == 2 and requeued.worker_name == survivor.name, log
+    # re-queued after the later jobs were submitted, while the survivor was still busy ...
+    assert all(requeued.queued_at > job.created_at for job in queued)
+    assert first.finished_at is not None and requeued.queued_at < first.finished_at
+    # ... and taken before them
+    assert all(requeued.started_at < job.started_at for job in queued), [(j.id, j.started_at) for j in (requeued, *queued)]
+    assert _artifacts(farm) == 4
+
+
+def test_a_pool_process_killed_mid_compile_is_replaced_sweeps_its_folder_and_the_job_completes(
+    redis_server: RedisServer, scratch: Path, tiny_model: Path
+) -> None:
+    # what the OOM killer does: the pool process dies, the worker's main process lives on
+    settings = _settings(scratch / "home", redis_server.url())
+    farm = Farm(settings)
+    env, flag = _stalling_env(settings, scratch)
+    tmp = scratch / "tmp"
+    tmp.mkdir()
+    env["TMPDIR"] = str(tmp)
+    with _worker(env, scratch / "worker.log") as worker:
+        worker.start(settings)
+        flag.write_text("sleep 30")
+        (job,) = _submit(farm, tiny_model, 1)
+        _wait_state(farm, job, ("running",), timeout=60)
+        deadline = time.monotonic() + 30
+        while not (folders := _job_folders(tmp)):
+            assert time.monotonic() < deadline, worker.log_text()
+            time.sleep(0.1)
+        ((folder, pool_pid),) = folders.items()
+        assert worker.process is not None and pool_pid in _children(worker.process.pid)
+        os.kill(pool_pid, signal.SIGKILL)
+        done = services.wait(farm, job, timeout=120)
+        log = worker.log_text()
+    assert done.state == "succeeded" and done.attempts == 2, (done, log)
+    # the replacement pool process removed the dead one's folder when it started
+    assert not folder.exists() and _job_folders(tmp) == {}, log
+    assert "scratch folder(s) that processes which no longer run left behind" in log
+    assert _artifacts(farm) == 1
+
+
 def test_soft_time_limit_fails_as_timeout_and_hard_limit_frees_the_worker(
     redis_server: RedisServer, scratch: Path, tiny_model: Path
 ) -> None:
     settings = _settings(scratch / "home", redis_server.url(), soft_time_limit=4.0, hard_time_limit=6.0)
     farm = Farm(settings)
     env, flag = _stalling_env(settings, scratch)
+    tmp = scratch / "tmp"
+    tmp.mkdir()
+    env["TMPDIR"] = str(tmp)
     with _worker(env, scratch / "worker.log") as worker:
         worker.start(settings)
         flag.write_text("sleep 60")
@@ -331,6 +441,9 @@ def test_soft_time_limit_fails_as_timeout_and_hard_limit_frees_the_worker(
         # the pool process the hard limit killed was replaced: the next job builds
         (after,) = _submit(farm, tiny_model, 1, first=2)
         assert services.wait(farm, after, timeout=60).state == "succeeded", worker.log_text()
+        # nothing of the killed build is left (billiard sends TERM, then KILL after 0.1 s: the
+        # build cleaned up itself, or the replacement pool process swept its folder)
+        assert _job_folders(tmp) == {}, worker.log_text()
 
 
 @pytest.mark.parametrize("broker", ["redis", "embedded"])
