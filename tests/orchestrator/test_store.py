@@ -204,3 +204,45 @@ def test_unreachable_s3_endpoint_is_a_retryable_error(tmp_path: Path) -> None:
         store.put_bytes(b"data")
     # Callers that treat connection trouble generically (OSError) still see it as such.
     assert isinstance(excinfo.value, ConnectionError)
+
+
+UPLOADER = """
+import sys, time
+from orchestrator.store import _lock_part
+
+fd = _lock_part(sys.argv[1])  # what put_file holds while it copies into tmp/*.part
+import os
+os.write(fd, b"half an upload")
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_part_file_of_a_killed_upload_goes_at_the_next_open_and_a_live_ones_stays(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from orchestrator.testing import with_repo_on_path
+
+    parts = tmp_path / "store" / "tmp"
+    parts.mkdir(parents=True)
+    env = with_repo_on_path(dict(os.environ))
+    uploads = {}
+    for name in ("killed", "live"):
+        process = subprocess.Popen(
+            [sys.executable, "-c", UPLOADER, str(parts / f"{name}.part")], stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        uploads[name] = process
+    try:
+        uploads["killed"].send_signal(signal.SIGKILL)
+        uploads["killed"].wait(10)
+        assert (parts / "killed.part").exists()
+        ArtifactStore(str(tmp_path / "store"))  # a process opening the store sweeps
+        assert not (parts / "killed.part").exists() and (parts / "live.part").exists()
+    finally:
+        uploads["live"].kill()
+        uploads["live"].wait(10)
+    assert ArtifactStore(str(tmp_path / "store")).remove_crashed_uploads() == 0
+    assert list(parts.iterdir()) == []
