@@ -322,10 +322,12 @@ def quantize_static_qdq(model: Any, samples: list[dict[str, np.ndarray]], keep_f
 
 def activation_quant_type(machine: str | None = None) -> str:
     """The activations' int8 type for the machine that builds (and so runs) the engine: uint8
-    on x86-64, whose int8 kernels without VNNI multiply unsigned by signed bytes (vpmaddubsw;
-    signed activations go a slower path: ResNet-50 ran 1.11x fp32 with them, 1.83x with uint8 on
-    the development machine's AVX2, benchmarks/README.md), signed int8 elsewhere (Arm's dot
-    products take both signed)."""
+    on x86-64, signed int8 elsewhere (Arm's dot products take both signed). ONNX Runtime's x86
+    int8 kernels multiply unsigned by signed bytes (vpmaddubsw on AVX2, vpdpbusd with VNNI), and
+    with signed activations its graph optimizer leaves part of the convolutions in float between
+    Q/DQ pairs: ResNet-50 ran 1.11x fp32 with them against 1.71x with uint8 on an AVX2 machine,
+    and 1.29x against 3.27x (20 of 53 convolutions left in float) on an AVX-512 VNNI one
+    (benchmarks/README.md, benchmarks/int8_recipes.py)."""
     machine = (machine or platform.machine()).lower()
     return "QUInt8" if machine in ("x86_64", "amd64") else "QInt8"
 

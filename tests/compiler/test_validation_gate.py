@@ -341,6 +341,35 @@ def test_calibration_reaches_partitions_behind_pytorch_code(
     assert drop <= 0.015
 
 
+def test_whole_program_engine_calibrates_on_the_batches_without_running_the_program(
+    digits: ModelCase, calibration: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = compiler.api._capture_partition_inputs
+    seen: list[tuple[list[Any], dict[str, list[dict[int, Any]]]]] = []
+
+    def capture(plan: Any, data: list[Any], device: torch.device) -> dict[str, list[dict[int, Any]]]:
+        def refuse(*args: Any) -> None:
+            raise AssertionError("the partitioned program ran in PyTorch")
+
+        plan.graph_module.forward = refuse
+        try:
+            captured = real(plan, data, device)
+        finally:
+            del plan.graph_module.forward
+        seen.append((data, captured))
+        return captured
+
+    monkeypatch.setattr(compiler.api, "_capture_partition_inputs", capture)
+    compiled = compiler.compile(digits.module, _spec("int8"), _example(digits), calibration_data=calibration)
+    ((data, captured),) = seen
+    ((name, samples),) = captured.items()
+    assert len(compiled.engines) == 1 and len(samples) == len(data) == 8
+    for sample, (inputs, _) in zip(samples, data, strict=True):
+        # the images, and the batch size that the dynamic batch axis passes as an argument
+        (images, size) = (v for v in sample.values())
+        assert torch.equal(images, inputs[0]) and size == inputs[0].shape[0]
+
+
 def test_attention_mask_nodes_stay_float() -> None:
     from onnx import TensorProto, helper
 
