@@ -16,10 +16,10 @@ def pytest_configure(config: pytest.Config) -> None:
     """Under xdist, each worker gets its share of the cores for PyTorch's intra-op pool, and so
     do the subprocesses its tests start (workers, the CLI), through OMP_NUM_THREADS.
 
-    Two workers of two threads each on two cores spend much of their CPU time in OpenMP's spin
-    waits for threads the other worker holds: ``tests/compiler/test_models.py`` alone took
-    121 s of CPU with two threads a worker and 92 s with one (benchmarks/README.md, "Converter
-    test suite"). A value the caller set wins."""
+    Two workers of two threads each on two cores spend CPU waiting for threads the other worker
+    holds (OpenMP spins before it sleeps): ``tests/compiler/test_models.py`` alone took 121 s
+    of CPU with two threads a worker and 92 s with one (benchmarks/README.md, "The whole suite
+    on two cores"). A value the caller set wins."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers <= 1:
         return
