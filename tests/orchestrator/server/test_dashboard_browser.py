@@ -40,7 +40,7 @@ pytestmark = [
 ]
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (requirements-dev.txt)")
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
@@ -77,7 +77,12 @@ class Dash:
 
         old = self.one("html")
         self.one(css).click()
-        WebDriverWait(self.browser, 10).until(expected_conditions.staleness_of(old))
+        # Asked about while its page is being replaced, the old element can also answer
+        # chromedriver's "unhandled inspector error" (seen on a loaded machine); the next poll
+        # finds it stale. A page that never loads still times out.
+        WebDriverWait(self.browser, 10, ignored_exceptions=(WebDriverException,)).until(
+            expected_conditions.staleness_of(old)
+        )
 
     def pause(self) -> None:
         """Untick "live": heartbeat ages change every second, and the rows with them."""
