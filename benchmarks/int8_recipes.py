@@ -75,42 +75,11 @@ SESSIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def product_recipe() -> dict[str, Any]:
-    """The arguments the product passes to ``quantize_static`` (ort_backend.quantize_static_qdq)."""
-    return {
-        "quant_format": "QDQ",
-        "per_channel": True,
-        "activation_type": ort_backend.activation_quant_type(),
-        "weight_type": "QInt8",
-    }
-
-
-def quantize(prepared: Any, samples: list[dict[str, np.ndarray]], keep_fp32: Sequence[str], settings: dict[str, Any], workdir: Path) -> bytes:
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self._samples = iter(samples)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._samples, None)
-
-    kwargs = {**product_recipe(), **settings}
-    kwargs["quant_format"] = QuantFormat[kwargs["quant_format"]]
-    kwargs["activation_type"] = QuantType[kwargs["activation_type"]]
-    kwargs["weight_type"] = QuantType[kwargs["weight_type"]]
-    source, out = workdir / "prepared.onnx", workdir / "quantized.onnx"
-    onnx.save_model(prepared, str(source))
+def quantize(prepared: Any, samples: list[dict[str, np.ndarray]], keep_fp32: Sequence[str], settings: dict[str, Any]) -> bytes:
+    """The product's quantizer with ``settings`` overriding its recipe."""
     with warnings.catch_warnings():  # numpy's, on ranges of one value
         warnings.simplefilter("ignore", RuntimeWarning)
-        quantize_static(str(source), str(out), Reader(), nodes_to_exclude=list(keep_fp32) or None, **kwargs)
-    return bytes(onnx.load_model(str(out)).SerializeToString())
+        return ort_backend.quantize_static_qdq(prepared, samples, keep_fp32, settings)
 
 
 def session(engine: bytes, level: str = "ALL", threads: int = 0, config: dict[str, str] | None = None, optimized: Path | None = None) -> Any:
@@ -193,7 +162,7 @@ def measure(name: str, runs: int, calibration_sets: int, workdir: Path) -> dict[
     failed: dict[str, str] = {}
     for label, settings in RECIPES.items():
         try:
-            engines[f"int8, {label}"] = (quantize(prepared, samples, keep, settings, workdir), {})
+            engines[f"int8, {label}"] = (quantize(prepared, samples, keep, settings), {})
         except Exception as exc:  # noqa: BLE001 - a recipe the quantizer cannot apply to this model
             failed[f"int8, {label}"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     for label, options in SESSIONS.items():
@@ -217,7 +186,7 @@ def measure(name: str, runs: int, calibration_sets: int, workdir: Path) -> dict[
         rows[label]["median_ms"] = statistics.median(values) * 1e3
         rows[label]["q1_ms"] = statistics.quantiles(values, n=4)[0] * 1e3
         rows[label]["speedup_vs_ours_fp32"] = base / statistics.median(values)
-    return {"model": name, "recipe": product_recipe(), "calibration_sets": calibration_sets, "runs": runs, "rows": rows, "failed": failed}
+    return {"model": name, "recipe": ort_backend.static_recipe(), "calibration_sets": calibration_sets, "runs": runs, "rows": rows, "failed": failed}
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ import functools
 import logging
 import platform
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -275,8 +275,17 @@ def _quantize_int8_static(onnx_model: bytes, calibration: Calibration) -> tuple[
     return quantized, extra
 
 
-def quantize_static_qdq(model: Any, samples: list[dict[str, np.ndarray]], keep_fp32: Sequence[str]) -> bytes:
-    """``onnxruntime.quantization.quantize_static`` in QDQ format, per channel, fed by a
+def static_recipe() -> dict[str, Any]:
+    """The ``quantize_static`` arguments of our int8 engines (enum members by name): QDQ, per
+    channel, signed weights, activations as :func:`activation_quant_type` says."""
+    return {"quant_format": "QDQ", "per_channel": True, "activation_type": activation_quant_type(), "weight_type": "QInt8"}
+
+
+def quantize_static_qdq(
+    model: Any, samples: list[dict[str, np.ndarray]], keep_fp32: Sequence[str], recipe: Mapping[str, Any] | None = None
+) -> bytes:
+    """``onnxruntime.quantization.quantize_static`` with :func:`static_recipe` (``recipe``
+    overrides its arguments: benchmarks/int8_recipes.py compares others), fed by a
     CalibrationDataReader over ``samples``. (A module-level function: tests corrupt its output
     to prove that the gate rejects a broken engine.)"""
     from pathlib import Path
@@ -305,16 +314,11 @@ def quantize_static_qdq(model: Any, samples: list[dict[str, np.ndarray]], keep_f
             # external-data file of its own temporary folder, gone when it returns
             source, out = Path(tmp) / "model.onnx", Path(tmp) / "quantized.onnx"
             onnx.save_model(model, str(source))
-            quantize_static(
-                str(source),
-                str(out),
-                Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType[activation_quant_type()],
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=list(keep_fp32) or None,
-            )
+            arguments = {**static_recipe(), **(recipe or {})}
+            arguments["quant_format"] = QuantFormat[arguments["quant_format"]]
+            arguments["activation_type"] = QuantType[arguments["activation_type"]]
+            arguments["weight_type"] = QuantType[arguments["weight_type"]]
+            quantize_static(str(source), str(out), Reader(), nodes_to_exclude=list(keep_fp32) or None, **arguments)
             return bytes(onnx.load_model(str(out)).SerializeToString())  # external data inlined
     finally:
         quant_logger.setLevel(level)

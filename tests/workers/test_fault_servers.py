@@ -139,6 +139,14 @@ def _stalling_env(settings: Settings, root: Path) -> tuple[dict[str, str], Path]
     return env, flag
 
 
+def _own_tmp(env: dict[str, str], root: Path) -> Path:
+    """Point the workers' TMPDIR (their scratch folders) at a folder of the test's, and return it."""
+    tmp = root / "tmp"
+    tmp.mkdir()
+    env["TMPDIR"] = str(tmp)
+    return tmp
+
+
 def _worker(env: dict[str, str], log: Path, **kwargs: object) -> WorkerProcess:
     return WorkerProcess(env, pool="prefork", log_path=log, loglevel="INFO", **kwargs)  # type: ignore[arg-type]
 
@@ -342,9 +350,7 @@ def test_a_killed_workers_job_goes_ahead_of_later_jobs_and_its_scratch_folder_is
     settings = _settings(scratch / "home", redis_server.url())
     farm = Farm(settings)
     env, flag = _stalling_env(settings, scratch)
-    tmp = scratch / "tmp"
-    tmp.mkdir()
-    env["TMPDIR"] = str(tmp)  # the workers' scratch folders, where this test can see them
+    tmp = _own_tmp(env, scratch)
     with _worker(env, scratch / "a.log") as a, _worker(env, scratch / "b.log") as b:
         a.start(settings)
         b.start(settings)
@@ -391,9 +397,7 @@ def test_a_pool_process_killed_mid_compile_is_replaced_sweeps_its_folder_and_the
     settings = _settings(scratch / "home", redis_server.url())
     farm = Farm(settings)
     env, flag = _stalling_env(settings, scratch)
-    tmp = scratch / "tmp"
-    tmp.mkdir()
-    env["TMPDIR"] = str(tmp)
+    tmp = _own_tmp(env, scratch)
     with _worker(env, scratch / "worker.log") as worker:
         worker.start(settings)
         flag.write_text("sleep 30")
@@ -421,9 +425,7 @@ def test_soft_time_limit_fails_as_timeout_and_hard_limit_frees_the_worker(
     settings = _settings(scratch / "home", redis_server.url(), soft_time_limit=4.0, hard_time_limit=6.0)
     farm = Farm(settings)
     env, flag = _stalling_env(settings, scratch)
-    tmp = scratch / "tmp"
-    tmp.mkdir()
-    env["TMPDIR"] = str(tmp)
+    tmp = _own_tmp(env, scratch)
     with _worker(env, scratch / "worker.log") as worker:
         worker.start(settings)
         flag.write_text("sleep 60")
