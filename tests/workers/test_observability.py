@@ -4,20 +4,17 @@ JSON log lines, each line of the job carrying the job id."""
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 
 import httpx
 import pytest
-from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.cli import main
-from orchestrator.cli._common import CliState
 from orchestrator.samples import tiny_program
-from orchestrator.services import Farm
 from orchestrator.settings import load_settings
-from orchestrator.testing import WorkerProcess, with_repo_on_path
+from orchestrator.testing import WorkerProcess, cli_command, with_repo_on_path
 
 
 def _free_port() -> int:
@@ -51,15 +48,13 @@ def test_metrics_endpoint_is_scraped_while_a_job_runs_and_logs_carry_the_job_id(
     log_path = tmp_path / "worker.log"
 
     # Queued before the worker starts, and validated on many samples, so that the compile is
-    # under way for long enough to be scraped at 20 Hz while it runs. Submitted in this process
-    # (the CLI in its own process is tests/workers/test_pipeline_embedded.py's subject): a
-    # subprocess would spend ~7 s of CPU importing torch to do what this process has done.
+    # under way for long enough to be scraped at 20 Hz while it runs.
     (tmp_path / "spec.yaml").write_text("validation:\n  samples: 4000\n")
-    submitted = CliRunner().invoke(
-        main, ["submit", str(model), "--spec", str(tmp_path / "spec.yaml"), "--json"],
-        obj=CliState(farm=Farm(settings)), env={k: None for k in os.environ if k.startswith("ORCHESTRATE_")},
+    submitted = subprocess.run(
+        cli_command("submit", str(model), "--spec", "spec.yaml", "--json"),
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
-    assert submitted.exit_code == 0, submitted.output
+    assert submitted.returncode == 0, submitted.stderr
     (job,) = json.loads(submitted.stdout)["jobs"]
 
     with WorkerProcess(env, pool=pool, log_path=log_path, loglevel="INFO",
