@@ -11,8 +11,9 @@ echo "== mypy"; mypy
 # and pytest rewrites every test file again: ~4 s of CPU per xdist worker at collection alone.
 # Bytecode goes to the usual __pycache__ folders (git ignores them).
 unset PYTHONDONTWRITEBYTECODE
-# two workers, one test file each at a time: module-scoped model fixtures are built once
-echo "== pytest"; python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile "$@"
+# two workers, one test file each at a time: module-scoped model fixtures are built once; files
+# go out longest first (tests/conftest.py, FILE_SECONDS), not by test count (xdist's default)
+echo "== pytest"; python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder "$@"
 # The README's main command, end to end (worker, submit, wait, results, cache hit; ~1-2 min),
 # when the whole suite ran: a test selection given as arguments skips it.
 if [ $# -eq 0 ]; then

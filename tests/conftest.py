@@ -30,6 +30,61 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(threads)
 
 
+# Seconds each of the slowest test files takes in a two-worker run of the whole suite, on CI's
+# kind of machine (2026-12-03; `--durations=0`, summed per file). `scripts/test.sh` runs one file
+# per worker at a time (`--dist loadfile`), and xdist hands files out in collection order (with
+# `--no-loadscope-reorder`; its default puts the files with the most tests first, which left the
+# few-test, many-second farm files to the end of the run: one worker ran alone for 29 s). Sorting
+# the longest first is the classic longest-processing-time rule, which is what keeps the two
+# workers finishing together. A file missing here counts as short and keeps its place; a stale
+# figure costs only balance, never correctness.
+FILE_SECONDS = {
+    "compiler/test_models.py": 91,
+    "workers/test_observability.py": 36,
+    "workers/test_pipeline_redis.py": 19,
+    "workers/test_pipeline_embedded.py": 18,
+    "orchestrator/test_cli.py": 18,
+    "compiler/backends/test_aotinductor.py": 15,
+    "workers/test_faults.py": 13,
+    "compiler/test_validation_gate.py": 12,
+    "workers/test_pipeline_eager.py": 12,
+    "orchestrator/server/test_dashboard_browser.py": 11,
+    "orchestrator/test_concurrency.py": 11,
+    "orchestrator/test_services.py": 11,
+    "compiler/conversion/test_unary_variants.py": 11,
+    "orchestrator/server/test_api.py": 9,
+    "compiler/conversion/test_comparison_variants.py": 9,
+    "workers/test_pipeline_data.py": 7,
+    "compiler/conversion/test_arithmetic_variants.py": 6,
+    "compiler/test_runtime.py": 6,
+    "orchestrator/test_artifact_compatibility.py": 6,
+    "workers/test_capabilities.py": 5,
+    "orchestrator/server/test_cli_remote.py": 5,
+    "compiler/test_data_dependent_shapes.py": 5,
+    "workers/test_tasks.py": 5,
+    "orchestrator/test_migrations.py": 5,
+    "compiler/test_performance.py": 5,
+    "compiler/conversion/test_selection.py": 5,
+    "orchestrator/test_doctor.py": 5,
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest files first (see FILE_SECONDS); tests keep their order within a file, and files
+    of equal weight keep collection order (the sort is stable), so every xdist worker collects
+    the same list."""
+    tests = Path(__file__).parent
+
+    def seconds(item: pytest.Item) -> int:
+        try:
+            relative = item.path.relative_to(tests).as_posix()
+        except ValueError:
+            return 0
+        return FILE_SECONDS.get(relative, 0)
+
+    items.sort(key=lambda item: -seconds(item))
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-op ExportedProgram saved as a .pt2 file."""
