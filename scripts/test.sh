@@ -11,9 +11,12 @@ echo "== mypy"; mypy
 # and pytest rewrites every test file again: ~4 s of CPU per xdist worker at collection alone.
 # Bytecode goes to the usual __pycache__ folders (git ignores them).
 unset PYTHONDONTWRITEBYTECODE
-# two workers, one test file each at a time: module-scoped model fixtures are built once; files
-# go out longest first (tests/conftest.py, FILE_SECONDS), not by test count (xdist's default)
-echo "== pytest"; python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder "$@"
+# One test file per xdist worker at a time (module-scoped model fixtures are built once), files
+# handed out longest first (tests/conftest.py, FILE_SECONDS). One worker more than there are
+# cores: the farm tests spend much of their time waiting for worker and CLI processes, and a
+# third worker fills those gaps (2 cores: 228 s with 3 workers, 262 s with 2; benchmarks/README.md).
+workers=$(( $(nproc) + 1 )); [ "$workers" -le 8 ] || workers=8
+echo "== pytest ($workers workers)"; python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile --no-loadscope-reorder "$@"
 # The README's main command, end to end (worker, submit, wait, results, cache hit; ~1-2 min),
 # when the whole suite ran: a test selection given as arguments skips it.
 if [ $# -eq 0 ]; then
