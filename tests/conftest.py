@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return FILE_SECONDS.get(relative, 0)
 
     items.sort(key=lambda item: -seconds(item))
+
+
+@pytest.fixture(scope="module")
+def inductor_without_precompiled_headers() -> Iterator[None]:
+    """AOTInductor builds in this module skip Inductor's precompiled header.
+
+    The product keeps Inductor's default: a worker builds many packages, and the header, made
+    once per machine (in ``/tmp/torchinductor_<user>/precompiled_headers``), saves ~2.4 s of
+    CPU in each later build. The suite builds two CPU packages, on CI on a fresh machine, where
+    making the header costs more than it saves: test_aotinductor.py and test_pipeline_eager.py
+    took 48.7 s (42.3 s of CPU) with it and 38.2 s (32.8 s) without, with no header yet
+    (benchmarks/README.md, "The whole suite on two cores"). What is built does not change, only
+    how long the C++ compiler takes."""
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch({"aot_inductor.precompile_headers": False}):
+        yield
 
 
 @pytest.fixture(scope="module")

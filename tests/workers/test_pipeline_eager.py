@@ -155,7 +155,7 @@ def test_compile_error_fails_the_job_with_its_kind_and_wait_exits_1(farm, tiny_m
     assert job.error_kind in result.output
 
 
-def test_fx_backend_job_builds_validates_and_records_its_identity(farm, tiny_model):
+def test_fx_backend_job_builds_validates_and_records_its_identity(farm, tiny_model, inductor_without_precompiled_headers):
     """The aotinductor backend through the farm, on the CPU: the FX-consuming path, its
     package inside our .pt2, validation, and the device identity the artifact records."""
     from compiler.backends import get_backend

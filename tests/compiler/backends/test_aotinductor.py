@@ -140,7 +140,9 @@ def test_user_fallback_choices_apply_to_the_fx_backend() -> None:
 
 
 @pytest.fixture(scope="module")
-def compiled_small_net(tmp_path_factory: pytest.TempPathFactory) -> tuple[compiler.CompiledModule, nn.Module, object]:
+def compiled_small_net(
+    tmp_path_factory: pytest.TempPathFactory, inductor_without_precompiled_headers: None
+) -> tuple[compiler.CompiledModule, nn.Module, object]:
     if not AOTInductorBackend().available():
         pytest.skip(AOTInductorBackend().unavailable_reason())
     model = SmallNet().eval()
